@@ -1,0 +1,292 @@
+"""The X-Decoder transformer decoder: latent queries (plus text queries) over multi-scale features.
+
+One stack of layers serves three modes, which differ only in the extra queries that enter and in
+the attention masks:
+
+* generic (semantic / instance / panoptic / retrieval): ``num_queries`` latent queries, the last
+  of which is the global ("class") query;
+* grounding (referring segmentation): a copy of the object queries plus the phrase tokens;
+* captioning: the caption token features as causal queries, decoded greedily.
+
+Each layer is masked cross-attention -> self-attention -> FFN, all post-norm (Mask2Former order);
+layer ``i`` attends to level ``i % num_levels`` of the pixel decoder's maps, coarsest first.
+"""
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from .pixel_decoder import sine_position_embedding
+from .postprocess import l2_normalize
+
+
+class CrossAttentionLayer(nn.Module):
+    """Masked cross-attention from queries (L, B, C) to memory (S, B, C); post-norm."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(dim, num_heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, memory: Tensor, attn_mask: Optional[Tensor], memory_pos: Tensor,
+                query_pos: Tensor) -> Tensor:
+        out = self.multihead_attn(x + query_pos, memory + memory_pos, memory, attn_mask=attn_mask,
+                                  need_weights=False)[0]
+        return self.norm(x + out)
+
+
+class SelfAttentionLayer(nn.Module):
+    """Self-attention over queries (L, B, C), ``attn_mask`` True = blocked; post-norm."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, num_heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor], query_pos: Tensor) -> Tensor:
+        q = k = x + query_pos
+        return self.norm(x + self.self_attn(q, k, x, attn_mask=attn_mask, need_weights=False)[0])
+
+
+class FFNLayer(nn.Module):
+    """Linear -> ReLU -> Linear with residual and post-norm, on (L, B, C)."""
+
+    def __init__(self, dim: int, ffn_dim: int):
+        super().__init__()
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x + self.linear2(F.relu(self.linear1(x))))
+
+
+class MLP(nn.Module):
+    """``num_layers`` Linear layers with ReLU between them."""
+
+    def __init__(self, dim: int, out_dim: int, num_layers: int = 3):
+        super().__init__()
+        dims = [dim] * num_layers + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+def query_self_attn_mask(num_queries: int, context_length: int) -> Tensor:
+    """The bool self-attention mask (True = blocked) of latent + caption queries, (1, N, N).
+
+    Object queries see each other only; the global query (index ``num_queries - 1``) sees only
+    itself; caption queries see every latent query and, causally, the caption queries before them.
+    """
+    n_obj, size = num_queries - 1, num_queries + context_length
+    mask = torch.ones(size, size, dtype=torch.bool)
+    mask[:n_obj, :n_obj] = False
+    mask[n_obj, n_obj] = False
+    mask[num_queries:, :num_queries] = False
+    mask[num_queries:, num_queries:] = torch.ones(context_length, context_length,
+                                                  dtype=torch.bool).triu(1)
+    return mask[None]
+
+
+@MODELS.register_module()
+class XDecoderTransformerDecoder(BaseModule):
+    """X-Decoder's decoder ("predictor").
+
+    Args:
+        hidden_dim: query width (= the pixel decoder's conv_dim and mask_dim).
+        dim_proj: width of the joint vision-language space of ``class_embed``/``caping_embed``.
+        num_queries: latent queries including the trailing global query (101 for focal-T).
+        num_layers, num_heads, ffn_dim: the layer stack.
+        num_levels: multi-scale maps attended in turn.
+        context_length: caption length (text context of the language encoder).
+
+    All modes take ``multi_scale`` (list of ``[B, hidden_dim, h_l, w_l]``, coarsest first) and
+    ``mask_features`` ``[B, hidden_dim, H/4, W/4]`` and return, per prediction step, a dict with
+    ``class_embeds`` ``[B, Qm, dim_proj]`` and ``mask_logits`` ``[B, Qm, H/4, W/4]``, where ``Qm``
+    is ``num_queries`` (generic, captioning) or ``2 * num_queries - 1`` (grounding).
+    """
+
+    def __init__(self, hidden_dim: int = 512, dim_proj: int = 512, num_queries: int = 101,
+                 num_layers: int = 9, num_heads: int = 8, ffn_dim: int = 2048,
+                 num_levels: int = 3, context_length: int = 77, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.num_queries = num_queries
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.num_levels = num_levels
+        self.context_length = context_length
+
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(num_levels, hidden_dim)
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, num_heads) for _ in range(num_layers))
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, num_heads) for _ in range(num_layers))
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, ffn_dim) for _ in range(num_layers))
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, 3)
+        self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
+        self.caping_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
+        self.pos_embed_caping = nn.Embedding(context_length, hidden_dim)
+        self.register_buffer('self_attn_mask', query_self_attn_mask(num_queries, context_length))
+        nn.init.trunc_normal_(self.class_embed, std=0.02)
+        nn.init.trunc_normal_(self.caping_embed, std=0.02)
+
+    # ------------------------------------------------------------------ shared machinery
+    def _memory(self, multi_scale: Sequence[Tensor]):
+        """Flattened maps + level embedding, their sine position embedding, and their sizes."""
+        memories, positions, sizes = [], [], []
+        for level, feat in enumerate(multi_scale):
+            sizes.append(feat.shape[-2:])
+            pos = sine_position_embedding(feat, feat.shape[1] // 2)
+            positions.append(pos.flatten(2).permute(2, 0, 1))
+            memory = feat.flatten(2) + self.level_embed.weight[level][None, :, None]
+            memories.append(memory.permute(2, 0, 1))
+        return memories, positions, sizes
+
+    def _predict(self, x: Tensor, mask_features: Tensor, attn_size, num_masked: int) -> Dict:
+        """Prediction head on the decoder state ``x`` (L, B, C).
+
+        The global query's output is replaced by a similarity-weighted mean of the object
+        queries' outputs before any head reads it. Returns class embeddings and mask logits of the
+        first ``num_masked`` rows, the cross-attention mask they imply for the next layer
+        ``[B * heads, num_masked, h * w]``, and the normalised state ``[B, L, C]``.
+        """
+        states = self.decoder_norm(x).transpose(0, 1)
+        n_obj = self.num_queries - 1
+        objects, global_query = states[:, :n_obj], states[:, n_obj:n_obj + 1]
+        weights = (l2_normalize(global_query) @ l2_normalize(objects).transpose(1, 2)).softmax(-1)
+        visual = torch.cat(
+            [objects, weights @ objects, states[:, self.num_queries:num_masked]], dim=1)
+        class_embeds = visual @ self.class_embed
+        mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(visual), mask_features)
+
+        attn = F.interpolate(mask_logits, size=attn_size, mode='bicubic', align_corners=False,
+                             antialias=True)
+        attn = attn.sigmoid().flatten(2) < 0.5
+        attn = attn.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        # The released model unmasks the row right after the latent queries (the first grounding
+        # query); reproduced because the weights were trained with it.
+        attn[:, self.num_queries:self.num_queries + 1] = False
+        return dict(class_embeds=class_embeds, mask_logits=mask_logits, attn_mask=attn,
+                    states=states)
+
+    def _decode(self, multi_scale: Sequence[Tensor], mask_features: Tensor, x: Tensor,
+                pos: Tensor, num_masked: int, self_mask: Tensor, text: Optional[Tensor] = None,
+                text_pos: Optional[Tensor] = None,
+                extra_cross_masks: Optional[List[Tensor]] = None) -> List[Dict]:
+        """Run all layers on queries ``x`` / ``pos`` (L, B, C); returns every prediction.
+
+        ``text`` (T, B, C) joins only self-attention and the FFN (grounding phrases);
+        ``extra_cross_masks[level]`` are the cross-attention rows of queries beyond the first
+        ``num_masked`` (caption queries).
+        """
+        memories, positions, sizes = self._memory(multi_scale)
+        predictions = [self._predict(x, mask_features, sizes[0], num_masked)]
+        for i in range(self.num_layers):
+            level = i % self.num_levels
+            attn = predictions[-1]['attn_mask']
+            if extra_cross_masks is not None:
+                attn = torch.cat([attn, extra_cross_masks[level]], dim=1)
+            # A query whose mask is empty would attend to nothing: let it see everything.
+            attn = attn.masked_fill(attn.all(-1, keepdim=True), False)
+            x = self.transformer_cross_attention_layers[i](x, memories[level], attn,
+                                                           positions[level], pos)
+            num_visual = x.shape[0]
+            if text is not None:
+                x, layer_pos = torch.cat([x, text]), torch.cat([pos, text_pos])
+            else:
+                layer_pos = pos
+            x = self.transformer_self_attention_layers[i](x, self_mask, layer_pos)
+            x = self.transformer_ffn_layers[i](x)
+            if text is not None:
+                x, text = x[:num_visual], x[num_visual:]
+            predictions.append(
+                self._predict(x, mask_features, sizes[(i + 1) % self.num_levels], num_masked))
+        return predictions
+
+    def _latent_queries(self, batch_size: int, extra: int = 0):
+        """Content and position of the latent queries followed by ``extra`` object-query copies."""
+        feat, embed = self.query_feat.weight, self.query_embed.weight
+        if extra:
+            feat, embed = torch.cat([feat, feat[:extra]]), torch.cat([embed, embed[:extra]])
+        return (feat[:, None].repeat(1, batch_size, 1), embed[:, None].repeat(1, batch_size, 1))
+
+    # ------------------------------------------------------------------ the three modes
+    def forward(self, multi_scale: Sequence[Tensor], mask_features: Tensor) -> List[Dict]:
+        """Generic mode: ``num_queries`` latent queries; the last one is the global query."""
+        x, pos = self._latent_queries(mask_features.shape[0])
+        q = self.num_queries
+        return self._decode(multi_scale, mask_features, x, pos, q, self.self_attn_mask[0, :q, :q])
+
+    def forward_grounding(self, multi_scale: Sequence[Tensor], mask_features: Tensor,
+                          token_feats: Tensor) -> List[Dict]:
+        """Grounding mode for one image: ``token_feats`` (T, 1, C) are the valid tokens of all
+        phrases, concatenated. The object queries are duplicated as grounding queries, which
+        together with the tokens form a group that the generic queries cannot see (and vice
+        versa). Returns ``2 * num_queries - 1`` class embeddings / masks per prediction; rows
+        ``num_queries:`` are the grounding queries."""
+        q = self.num_queries
+        x, pos = self._latent_queries(mask_features.shape[0], extra=q - 1)
+        size = x.shape[0] + token_feats.shape[0]
+        self_mask = torch.ones(size, size, dtype=torch.bool, device=x.device)
+        self_mask[:q, :q] = self.self_attn_mask[0, :q, :q]
+        self_mask[q:, q:] = False
+        return self._decode(multi_scale, mask_features, x, pos, x.shape[0], self_mask,
+                            text=token_feats.detach(), text_pos=token_feats)
+
+    def forward_caption(self, multi_scale: Sequence[Tensor], mask_features: Tensor,
+                        token_features: Callable[[Tensor], Tensor], token_embedding: Tensor,
+                        start_id: int, num_steps: int = 50,
+                        region_mask: Optional[Tensor] = None) -> Tensor:
+        """Greedy captioning; returns the token buffer ``[B, context_length]``.
+
+        Args:
+            token_features: maps token ids ``[B, L]`` to projected, un-normalised text-encoder
+                token features ``[B, L, C]``.
+            token_embedding: the text encoder's token table ``[vocab, C]`` (tied output layer).
+            start_id: the start-of-text id that fills the buffer initially.
+            region_mask: optional ``[B, H, W]`` bool, True inside the region the caption is
+                about; caption queries then cross-attend only inside it.
+
+        Caption positions after ``s`` never influence position ``s`` (causal text encoder,
+        causal caption self-attention, latent queries blind to caption queries), so step ``s``
+        runs on the first ``s + 1`` positions only: exact, and much cheaper than all 77.
+        """
+        b, q = mask_features.shape[0], self.num_queries
+        tokens = torch.full((b, self.context_length), start_id, dtype=torch.long,
+                            device=mask_features.device)
+        latent, latent_pos = self._latent_queries(b)
+        sizes = [f.shape[-2:] for f in multi_scale]
+        for step in range(min(num_steps, self.context_length - 1)):
+            length = step + 1
+            feats = token_features(tokens[:, :length]).transpose(0, 1)
+            x = torch.cat([latent, feats])
+            pos = torch.cat([latent_pos, feats + self.pos_embed_caping.weight[:length, None]])
+            extra = [self._caption_cross_mask(region_mask, b, length, size, feats.device)
+                     for size in sizes]
+            predictions = self._decode(multi_scale, mask_features, x, pos, q,
+                                       self.self_attn_mask[0, :q + length, :q + length],
+                                       extra_cross_masks=extra)
+            last = predictions[-1]['states'][:, q + step]
+            logits = (last @ self.caping_embed) @ token_embedding.t()
+            tokens[:, step + 1] = logits.argmax(-1)
+        return tokens
+
+    def _caption_cross_mask(self, region_mask: Optional[Tensor], batch_size: int, length: int,
+                            size, device) -> Tensor:
+        """Cross-attention rows of the caption queries, [B * heads, length, h * w]."""
+        if region_mask is None:
+            return torch.zeros(batch_size * self.num_heads, length, size[0] * size[1],
+                               dtype=torch.bool, device=device)
+        region = F.interpolate(region_mask[:, None].float(), size=size, mode='nearest')
+        blocked = region.flatten(1) < 0.5
+        return blocked[:, None, None].expand(-1, self.num_heads, length, -1).flatten(0, 1)

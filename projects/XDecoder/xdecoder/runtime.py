@@ -1,0 +1,64 @@
+"""Runner set-up shared by tools/test.py and tools/train.py."""
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+
+from .checkpoint import CHECKPOINT_HELP
+
+DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
+                '(mmsegmentation/mmdetection dataset docs).')
+
+
+def adapt_to_machine(cfg: Config) -> None:
+    """Use the gloo backend where there is no CUDA, so the dist scripts also run on CPU."""
+    if not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+
+
+def trust_mmengine_checkpoints() -> None:
+    """Let torch>=2.6's weights-only loading read the objects mmengine puts into checkpoints.
+
+    Resuming reads the runner's own checkpoint, which stores its message hub (HistoryBuffer and
+    numpy values); weights-only loading refuses them unless they are declared safe.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    safe = [HistoryBuffer, np.dtype, np.ndarray, np.core.multiarray._reconstruct]
+    safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')]
+    scalar = getattr(np.core.multiarray, 'scalar', None)
+    if scalar is not None:
+        safe.append(scalar)
+    torch.serialization.add_safe_globals(safe)
+
+
+def _dataset_dirs(dataset_cfg) -> list:
+    """Folders/files a dataset config reads, for a pre-flight existence check."""
+    if dataset_cfg is None:
+        return []
+    if 'datasets' in dataset_cfg:  # ConcatDataset and friends
+        return [p for d in dataset_cfg['datasets'] for p in _dataset_dirs(d)]
+    if 'dataset' in dataset_cfg:  # RepeatDataset and friends
+        return _dataset_dirs(dataset_cfg['dataset'])
+    root = dataset_cfg.get('data_root', '') or ''
+    paths = []
+    if dataset_cfg.get('ann_file'):
+        paths.append(osp.join(root, dataset_cfg['ann_file']))
+    for value in (dataset_cfg.get('data_prefix') or {}).values():
+        if value:
+            paths.append(osp.join(root, value))
+    return paths or ([root] if root else [])
+
+
+def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
+    """Fail early, naming the fix, when the checkpoint or the dataset is missing."""
+    if checkpoint is not None and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'Checkpoint not found: {checkpoint}. {CHECKPOINT_HELP}')
+    dataset = cfg.get(loader, {}).get('dataset')
+    missing = [p for p in _dataset_dirs(dataset) if not osp.exists(p)]
+    if missing:
+        raise FileNotFoundError(
+            f'Dataset not found: {", ".join(missing)} does not exist (config '
+            f'{loader}.dataset, type {dataset.get("type")}). {DATASET_HELP} Or point '
+            f'--cfg-options {loader}.dataset.data_root=... at your copy.')
