@@ -40,3 +40,29 @@ def run_on_image(model, rgb: np.ndarray, **metainfo):
     inputs = torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1].transpose(2, 0, 1)))
     with torch.no_grad():
         return model.test_step(dict(inputs=[inputs], data_samples=[sample]))[0]
+
+
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An RGB uint8 image with large smooth regions (JPEG-friendly, not pure noise)."""
+    small = rng.integers(0, 256, (max(h // 16, 2), max(w // 16, 2), 3), dtype=np.uint8)
+    from PIL import Image
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+def write_ade20k(root: Path, sizes=((48, 64), (64, 40)), seed: int = 0,
+                 max_label: int = 150) -> Path:
+    """A tiny ADE20K-150 folder in mmsegmentation's layout: JPEG images and PNG label maps with
+    values 0..max_label (0 = 'other', ignored after reduce_zero_label). Returns the data root."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    data_root = Path(root) / 'ade' / 'ADEChallengeData2016'
+    for sub in ('images/validation', 'annotations/validation'):
+        (data_root / sub).mkdir(parents=True, exist_ok=True)
+    for i, (h, w) in enumerate(sizes, start=1):
+        name = f'ADE_val_{i:08d}'
+        Image.fromarray(smooth_image(rng, h, w)).save(data_root / 'images/validation' /
+                                                      f'{name}.jpg', quality=95)
+        labels = rng.integers(0, max_label + 1, (h // 8 + 1, w // 8 + 1), dtype=np.uint8)
+        labels = np.kron(labels, np.ones((8, 8), np.uint8))[:h, :w]
+        Image.fromarray(labels).save(data_root / 'annotations/validation' / f'{name}.png')
+    return data_root

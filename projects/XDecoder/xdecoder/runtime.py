@@ -12,9 +12,23 @@ DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to
 
 
 def adapt_to_machine(cfg: Config) -> None:
-    """Use the gloo backend where there is no CUDA, so the dist scripts also run on CPU."""
-    if not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    """Without CUDA, run distributed jobs as CPU processes over gloo.
+
+    mmengine's pytorch launcher always calls ``torch.cuda.set_device`` and gives DDP a CUDA
+    device id, so on a CPU machine the process group is started here (from torchrun's
+    environment), and the DDP wrapper gets no device ids.
+    """
+    if torch.cuda.is_available():
+        return
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if cfg.get('launcher', 'none') == 'none':
+        return
+    if cfg.launcher == 'pytorch' and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
 def trust_mmengine_checkpoints() -> None:

@@ -21,3 +21,6 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

@@ -1,0 +1,236 @@
+"""The X-Decoder detector: one network, every task.
+
+image -> data preprocessor -> backbone -> pixel decoder -> decoder (generic / grounding /
+captioning mode) -> per-task post-processing (``postprocess.py``) -> data samples that mmdet's
+metrics and visualizers read. Text (class names, phrases) is embedded by the text encoder, which
+caches class embeddings per vocabulary.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmdet.models.detectors.base import BaseDetector
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample, SampleList
+from mmengine.structures import InstanceData, PixelData
+from torch import Tensor, nn
+
+from . import postprocess
+from .checkpoint import official_checkpoint_pre_hook
+from .tokenizer import SOT_ID
+
+TASKS = ('semantic', 'instance', 'panoptic', 'referring', 'caption', 'ref-caption', 'retrieval')
+
+
+@MODELS.register_module()
+class XDecoder(BaseDetector):
+    """X-Decoder (Zou et al., CVPR 2023).
+
+    Args:
+        backbone, pixel_decoder, decoder, text_encoder: configs of the four parts.
+        task: what ``predict`` does, one of ``TASKS``.
+        backbone_dim, dim_proj: shape of ``backbone_proj`` (image-text retrieval ensemble).
+        test_cfg: post-processing options, see ``DEFAULT_TEST_CFG``.
+        strict_checkpoint: refuse a checkpoint whose keys or shapes differ from the model's.
+
+    ``predict(inputs [B, 3, H, W], data_samples)`` fills, per task, ``pred_sem_seg``,
+    ``pred_instances``, ``pred_panoptic_seg``, ``pred_instances.masks`` of the phrases
+    (referring), ``pred_caption``, or ``pred_embeddings`` (retrieval).
+    """
+
+    DEFAULT_TEST_CFG = dict(
+        # None = official argmax; a float reproduces the MMDetection port's use_thr_for_mc.
+        semantic_score_thr=None,
+        max_per_img=100,
+        instance_thing_only=False,
+        object_mask_thr=0.8,
+        overlap_thr=0.8,
+        mask_thr=0.5,
+        caption_steps=50,
+        caption_cut_at_period=False,
+        referring_text_mode='select_first',
+    )
+
+    def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
+                 task: str = 'semantic', backbone_dim: int = 768, dim_proj: int = 512,
+                 test_cfg: Optional[Dict] = None, train_cfg: Optional[Dict] = None,
+                 data_preprocessor: Optional[Dict] = None, strict_checkpoint: bool = True,
+                 init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if task not in TASKS:
+            raise ValueError(f'Unknown task {task!r}; choose one of {TASKS}.')
+        self.task = task
+        self.backbone = MODELS.build(backbone)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.decoder = MODELS.build(decoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.backbone_proj = nn.Parameter(torch.empty(backbone_dim, dim_proj))
+        nn.init.trunc_normal_(self.backbone_proj, std=0.02)
+        self.test_cfg = {**self.DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.train_cfg = train_cfg
+        self._register_load_state_dict_pre_hook(
+            lambda *args: official_checkpoint_pre_hook(self, *args,
+                                                       strict_keys=strict_checkpoint))
+
+    # ------------------------------------------------------------------ features
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """``(mask_features [B, C, H/4, W/4], multi_scale [/32, /16, /8])``."""
+        return self.pixel_decoder(self.backbone(batch_inputs))
+
+    def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None):
+        return self.decoder(*reversed(self.extract_feat(batch_inputs)))[-1]
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList):
+        raise NotImplementedError('Training losses are not implemented yet.')
+
+    # ------------------------------------------------------------------ text helpers
+    def class_logits(self, class_embeds: Tensor, names: Sequence[str]) -> Tensor:
+        """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1]."""
+        text = self.text_encoder.class_embeddings(names)
+        return self.text_encoder.logit_scale.exp() * postprocess.l2_normalize(class_embeds) @ text.t()
+
+    def _vocabulary(self, data_sample: DetDataSample) -> List[str]:
+        names = data_sample.metainfo.get('text', self.test_cfg.get('classes'))
+        if names is None:
+            raise ValueError(
+                'No vocabulary: set return_classes=True on the dataset (mmdet puts the class '
+                "names into each sample's 'text'), or model.test_cfg.classes.")
+        return [names] if isinstance(names, str) else list(names)
+
+    @staticmethod
+    def _to_original(mask_logits: Tensor, data_sample: DetDataSample) -> Tensor:
+        meta = data_sample.metainfo
+        return postprocess.resize_to_original(mask_logits, meta['batch_input_shape'],
+                                              meta['img_shape'][:2], meta['ori_shape'][:2])
+
+    # ------------------------------------------------------------------ tasks
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        mask_features, multi_scale = self.extract_feat(batch_inputs)
+        if self.task in ('semantic', 'instance', 'panoptic', 'retrieval'):
+            pred = self.decoder(multi_scale, mask_features)[-1]
+            for i, data_sample in enumerate(batch_data_samples):
+                getattr(self, f'_predict_{self.task}')(pred['class_embeds'][i],
+                                                      pred['mask_logits'][i], data_sample)
+            if self.task == 'retrieval':
+                self._predict_retrieval_backbone(batch_inputs, batch_data_samples)
+            return batch_data_samples
+        # Grounding and captioning run per image: their extra queries differ per image, and the
+        # official model was evaluated one image at a time.
+        for i, data_sample in enumerate(batch_data_samples):
+            feats = ([m[i:i + 1] for m in multi_scale], mask_features[i:i + 1])
+            if self.task == 'referring':
+                self._predict_referring(*feats, data_sample)
+            elif self.task == 'caption':
+                self._predict_caption(*feats, data_sample)
+            else:  # ref-caption: ground the phrase, then caption the grounded region
+                self._predict_referring(*feats, data_sample)
+                region = data_sample.pred_instances.masks[:1].float()
+                region = self._to_input_resolution(region, data_sample, feats[1])
+                self._predict_caption(*feats, data_sample, region_mask=region)
+        return batch_data_samples
+
+    def _predict_semantic(self, class_embeds: Tensor, mask_logits: Tensor,
+                          data_sample: DetDataSample) -> None:
+        logits = self.class_logits(class_embeds, self._vocabulary(data_sample))
+        masks = self._to_original(mask_logits, data_sample)
+        _, labels = postprocess.semantic_inference(
+            logits, masks, score_thr=self.test_cfg['semantic_score_thr'])
+        data_sample.pred_sem_seg = PixelData(sem_seg=labels[None])
+
+    def _thing_labels(self, data_sample: DetDataSample, num_names: int) -> List[int]:
+        things = data_sample.metainfo.get('thing_text', self.test_cfg.get('thing_classes'))
+        if things is None:
+            return list(range(num_names))
+        names = self._vocabulary(data_sample)
+        return [names.index(n) for n in things]
+
+    def _predict_instance(self, class_embeds: Tensor, mask_logits: Tensor,
+                          data_sample: DetDataSample) -> None:
+        names = self._vocabulary(data_sample)
+        logits = self.class_logits(class_embeds, names)
+        masks = self._to_original(mask_logits, data_sample)
+        things = (self._thing_labels(data_sample, len(names))
+                  if self.test_cfg['instance_thing_only'] else None)
+        result = postprocess.instance_inference(logits, masks, self.test_cfg['max_per_img'],
+                                                thing_labels=things)
+        # The model predicts no boxes; mmdet's structures and metrics expect the field.
+        data_sample.pred_instances = InstanceData(
+            labels=result['labels'], scores=result['scores'], masks=result['masks'],
+            bboxes=masks.new_zeros(len(result['labels']), 4))
+
+    def _predict_panoptic(self, class_embeds: Tensor, mask_logits: Tensor,
+                          data_sample: DetDataSample) -> None:
+        names = self._vocabulary(data_sample)
+        logits = self.class_logits(class_embeds, names)
+        masks = self._to_original(mask_logits, data_sample)
+        seg_ids, segments = postprocess.panoptic_inference(
+            logits, masks, self._thing_labels(data_sample, len(names)),
+            object_mask_thr=self.test_cfg['object_mask_thr'],
+            overlap_thr=self.test_cfg['overlap_thr'])
+        data_sample.pred_panoptic_seg = PixelData(
+            sem_seg=postprocess.panoptic_to_mmdet(seg_ids, segments, len(names))[None])
+        data_sample.set_metainfo(dict(panoptic_segments=segments))
+
+    def _predict_retrieval(self, class_embeds: Tensor, mask_logits: Tensor,
+                           data_sample: DetDataSample) -> None:
+        # The global query (last row) summarises the image.
+        data_sample.image_embedding = class_embeds[-1]
+
+    def _predict_retrieval_backbone(self, batch_inputs: Tensor,
+                                    batch_data_samples: SampleList) -> None:
+        """The official retrieval ensemble's second image embedding: avgpool(res5) @ proj."""
+        res5 = self.backbone(batch_inputs)[-1]
+        pooled = res5.mean(dim=(2, 3)) @ self.backbone_proj
+        for data_sample, embedding in zip(batch_data_samples, pooled):
+            data_sample.backbone_image_embedding = embedding
+
+    def _phrases(self, data_sample: DetDataSample) -> List[str]:
+        text = data_sample.metainfo.get('text')
+        if isinstance(text, str):  # "a.b.c", as mmdet's grounding demos write phrases
+            text = [t.strip() for t in text.split('.') if t.strip()]
+        if not text:
+            raise ValueError('Referring segmentation needs at least one phrase in the '
+                             "sample's 'text' (a list of phrases or 'a.b.c').")
+        return list(text)
+
+    def _predict_referring(self, multi_scale: List[Tensor], mask_features: Tensor,
+                           data_sample: DetDataSample) -> None:
+        """All phrases of the image go through one grounding pass, as in the official model."""
+        phrases = self._phrases(data_sample)
+        text = self.text_encoder.encode(phrases)
+        tokens = text['token_feats'][text['attention_mask'].bool()]  # valid tokens, in order
+        pred = self.decoder.forward_grounding(multi_scale, mask_features, tokens[:, None])[-1]
+        q = self.decoder.num_queries
+        query_ids, logits = postprocess.referring_selection(
+            pred['class_embeds'][0, q:], text['eot_feats'], self.text_encoder.logit_scale)
+        masks = self._to_original(pred['mask_logits'][0, q:][query_ids], data_sample).sigmoid()
+        binary = masks > self.test_cfg['mask_thr']
+        # Score as the MMDetection port reports it: phrase-query probability x mean mask prob.
+        probs = logits.softmax(-1).gather(1, query_ids[:, None])[:, 0]
+        mean_prob = (masks * binary).flatten(1).sum(1) / binary.flatten(1).sum(1).clamp(min=1)
+        data_sample.pred_instances = InstanceData(
+            masks=binary, scores=probs * mean_prob, labels=torch.arange(len(phrases)),
+            query_ids=query_ids, bboxes=masks.new_zeros(len(phrases), 4))
+
+    def _to_input_resolution(self, masks: Tensor, data_sample: DetDataSample,
+                             mask_features: Tensor) -> Tensor:
+        """Masks at the original image size -> [N, H_pad, W_pad] on the network input grid."""
+        h, w = data_sample.metainfo['img_shape'][:2]
+        resized = torch.nn.functional.interpolate(masks[:, None], size=(h, w), mode='nearest')
+        pad_h, pad_w = data_sample.metainfo['batch_input_shape']
+        return torch.nn.functional.pad(resized[:, 0], (0, pad_w - w, 0, pad_h - h)).to(
+            mask_features.device) > 0.5
+
+    def _predict_caption(self, multi_scale: List[Tensor], mask_features: Tensor,
+                         data_sample: DetDataSample,
+                         region_mask: Optional[Tensor] = None) -> None:
+        tokenizer = self.text_encoder.tokenizer
+        tokens = self.decoder.forward_caption(
+            multi_scale, mask_features,
+            token_features=lambda ids: self.text_encoder(ids)[0],
+            token_embedding=self.text_encoder.transformer.token_embedding.weight,
+            start_id=SOT_ID, num_steps=self.test_cfg['caption_steps'],
+            region_mask=region_mask)[0]
+        data_sample.pred_caption = postprocess.caption_text(
+            tokens, tokenizer.decode, cut_at_period=self.test_cfg['caption_cut_at_period'])
+        data_sample.caption_token_ids = tokens
