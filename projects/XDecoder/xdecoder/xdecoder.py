@@ -167,8 +167,11 @@ class XDecoder(BaseDetector):
             logits, masks, self._thing_labels(data_sample, len(names)),
             object_mask_thr=self.test_cfg['object_mask_thr'],
             overlap_thr=self.test_cfg['overlap_thr'])
+        # mmdet's encoding for its metric and visualizer; segment ids 1..N (0 = void) with their
+        # descriptions for people and files.
         data_sample.pred_panoptic_seg = PixelData(
             sem_seg=postprocess.panoptic_to_mmdet(seg_ids, segments, len(names))[None])
+        data_sample.panoptic_segment_ids = seg_ids
         data_sample.set_metainfo(dict(panoptic_segments=segments))
 
     def _predict_retrieval(self, class_embeds: Tensor, mask_logits: Tensor,

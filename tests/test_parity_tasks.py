@@ -1,0 +1,101 @@
+"""Parity with the official implementation (tests/data/parity_sample) for panoptic, instance,
+referring segmentation and captioning, with the sample's seed-1 weights and its tolerances."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from xdecoder_test_utils import build_model, run_on_image
+
+
+@pytest.fixture(scope='module')
+def model(synthetic_state_dict):
+    model = build_model('xdecoder-tiny_zeroshot_semseg.py')
+    model.load_state_dict(synthetic_state_dict, strict=True)
+    return model
+
+
+@pytest.fixture(scope='module')
+def vocab(parity_dir):
+    return json.loads((parity_dir / 'vocabularies.json').read_text())
+
+
+def photo(parity_dir, size):
+    return np.asarray(Image.open(parity_dir / 'inputs' / f'input_{size}.png').convert('RGB'))
+
+
+def golden_json(parity_dir, name):
+    return json.loads((parity_dir / 'golden' / name).read_text())
+
+
+def run_task(model, task, rgb, **metainfo):
+    model.task = task
+    return run_on_image(model, rgb, **metainfo)
+
+
+def test_panoptic(model, vocab, parity_dir):
+    names = vocab['panoptic_6']
+    result = run_task(model, 'panoptic', photo(parity_dir, 640), text=names,
+                      thing_text=names[:vocab['panoptic_num_things']])
+    ours_ids = result.panoptic_segment_ids.numpy()
+    ours = result.metainfo['panoptic_segments']
+    golden_ids = np.asarray(Image.open(parity_dir / 'golden' / 'panoptic.png'))
+    golden = golden_json(parity_dir, 'panoptic_segments.json')['segments_info']
+    assert len(ours) == len(golden) == 3
+    for g in golden:  # same segments, in the same order, each mask IoU > 0.99
+        o = ours[g['id'] - 1]
+        assert (o['label'], o['isthing']) == (g['category_id'], g['isthing'])
+        a, b = ours_ids == o['id'], golden_ids == g['id']
+        assert (a & b).sum() / (a | b).sum() > 0.99
+
+
+def test_instance(model, vocab, parity_dir):
+    names = vocab['panoptic_6']
+    model.test_cfg['instance_thing_only'] = True  # the official evaluation filters to things
+    try:
+        result = run_task(model, 'instance', photo(parity_dir, 640), text=names,
+                          thing_text=names[:vocab['panoptic_num_things']])
+    finally:
+        model.test_cfg['instance_thing_only'] = False
+    pred = result.pred_instances
+    golden = golden_json(parity_dir, 'instances.json')['detections']
+    assert len(pred) == len(golden) == 51
+    rles = mask_utils.encode(np.asfortranarray(pred.masks.numpy().transpose(1, 2, 0)))
+    used, matched = set(), 0
+    for g in golden[:20]:  # the sample's rule: top-20 matched one-to-one (>= 95 %)
+        for j in range(len(pred)):
+            if j in used or int(pred.labels[j]) != g['label']:
+                continue
+            if abs(float(pred.scores[j]) - g['score']) >= 1e-3:
+                continue
+            if mask_utils.iou([rles[j]], [g['segmentation']], [0])[0][0] > 0.95:
+                used.add(j)
+                matched += 1
+                break
+    assert matched >= 19
+    assert np.allclose(pred.scores.numpy(), [g['score'] for g in golden], atol=1e-3)
+
+
+def test_referring(model, vocab, parity_dir):
+    golden = golden_json(parity_dir, 'referring.json')
+    phrases = vocab['referring_phrases']
+    assert phrases == golden['phrases']
+    result = run_task(model, 'referring', photo(parity_dir, 512), text=phrases)
+    pred = result.pred_instances
+    assert pred.query_ids.tolist() == golden['matched_grounding_query']  # among the 100
+    for mask, name in zip(pred.masks.numpy(), golden['mask_files']):
+        g = np.asarray(Image.open(parity_dir / 'golden' / name)) > 127
+        assert (mask & g).sum() / (mask | g).sum() >= 0.99
+
+
+def test_caption(model, vocab, parity_dir):
+    golden = golden_json(parity_dir, 'caption.json')
+    model.test_cfg['caption_cut_at_period'] = True  # the official evaluation's text
+    try:
+        result = run_task(model, 'caption', photo(parity_dir, 224), text=vocab['semantic_12'])
+    finally:
+        model.test_cfg['caption_cut_at_period'] = False
+    assert result.caption_token_ids.tolist() == golden['token_ids']
+    assert result.pred_caption.split() == golden['text'].split()
