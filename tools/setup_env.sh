@@ -63,7 +63,12 @@ if [ ! -f "$VENV/.complete" ]; then
 fi
 
 ln -sfn "$VENV" "$ROOT/.venv"
-"$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+# Editable install of this clone (seconds); pip's build chatter goes to a log unless it fails.
+if ! "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" \
+        >"$CACHE/editable-install.log" 2>&1; then
+    cat "$CACHE/editable-install.log"
+    exit 1
+fi
 "$VENV/bin/python" - <<'PY'
 import mmcv, mmdet, mmseg, torch
 from mmcv.ops import nms  # noqa: F401  (fails when mmcv was built without its compiled ops)
