@@ -4,17 +4,16 @@
         [--cfg-options key=value ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 # Configs import the project as `projects.XDecoder.xdecoder`: make the repo root importable even
 # when the package is not pip-installed.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, check_inputs,  # noqa: E402
+from projects.XDecoder.xdecoder.runtime import (add_runner_args, adapt_to_machine,  # noqa: E402
+                                                check_inputs, config_from_args,
                                                 trust_mmengine_checkpoints)
 
 
@@ -22,28 +21,17 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (evaluate) an X-Decoder model')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. xdecoder_focalt_best_openseg.pt)')
-    parser.add_argument('--work-dir', help='directory for logs and metric results')
     parser.add_argument('--out', help='dump predictions to a pickle file (must not exist yet)')
     parser.add_argument('--show-dir', help='save drawn predictions under work_dir/timestamp/DIR')
     parser.add_argument('--show', action='store_true', help='show drawn predictions in a window')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, xxx=yyy, e.g. model.test_cfg.mask_thr=0.4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_args(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     check_inputs(cfg, args.checkpoint, 'test_dataloader')
     adapt_to_machine(cfg)

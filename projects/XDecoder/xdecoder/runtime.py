@@ -1,14 +1,37 @@
 """Runner set-up shared by tools/test.py and tools/train.py."""
+import argparse
+import os
 import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from .checkpoint import CHECKPOINT_HELP
 
 DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
                 '(mmsegmentation/mmdetection dataset docs).')
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments every runner tool takes."""
+    parser.add_argument('--work-dir', help='directory for logs, results and checkpoints')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, xxx=yyy, e.g. model.test_cfg.mask_thr=0.4')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config with the command line applied; work_dir defaults to work_dirs/<config name>."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def adapt_to_machine(cfg: Config) -> None:
