@@ -39,16 +39,25 @@ class CrossAttentionLayer(nn.Module):
 
 
 class SelfAttentionLayer(nn.Module):
-    """Self-attention over queries (L, B, C), ``attn_mask`` True = blocked; post-norm."""
+    """Self-attention over queries (L, B, C), ``attn_mask`` True = blocked; post-norm.
+
+    With ``prefix`` (P, B, C), the queries also attend to those earlier rows, whose outputs are
+    not computed: the rows before them in the full sequence, when only later rows change.
+    """
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, attn_mask: Optional[Tensor], query_pos: Tensor) -> Tensor:
-        q = k = x + query_pos
-        return self.norm(x + self.self_attn(q, k, x, attn_mask=attn_mask, need_weights=False)[0])
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor], query_pos: Tensor,
+                prefix: Optional[Tensor] = None,
+                prefix_pos: Optional[Tensor] = None) -> Tensor:
+        q = x + query_pos
+        k, v = q, x
+        if prefix is not None:
+            k, v = torch.cat([prefix + prefix_pos, q]), torch.cat([prefix, x])
+        return self.norm(x + self.self_attn(q, k, v, attn_mask=attn_mask, need_weights=False)[0])
 
 
 class FFNLayer(nn.Module):
@@ -76,6 +85,11 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
         return x
+
+
+def unmask_empty_rows(attn_mask: Tensor) -> Tensor:
+    """A query whose mask blocks every position would attend to nothing: let it see everything."""
+    return attn_mask.masked_fill(attn_mask.all(-1, keepdim=True), False)
 
 
 def query_self_attn_mask(num_queries: int, context_length: int) -> Tensor:
@@ -182,24 +196,21 @@ class XDecoderTransformerDecoder(BaseModule):
     def _decode(self, multi_scale: Sequence[Tensor], mask_features: Tensor, x: Tensor,
                 pos: Tensor, num_masked: int, self_mask: Tensor, text: Optional[Tensor] = None,
                 text_pos: Optional[Tensor] = None,
-                extra_cross_masks: Optional[List[Tensor]] = None) -> List[Dict]:
+                after_cross_attn: Optional[List[Tensor]] = None) -> List[Dict]:
         """Run all layers on queries ``x`` / ``pos`` (L, B, C); returns every prediction.
 
-        ``text`` (T, B, C) joins only self-attention and the FFN (grounding phrases);
-        ``extra_cross_masks[level]`` are the cross-attention rows of queries beyond the first
-        ``num_masked`` (caption queries).
+        ``text`` (T, B, C) joins only self-attention and the FFN (grounding phrases).
+        ``after_cross_attn``, if given, receives each layer's state after cross-attention.
         """
         memories, positions, sizes = self._memory(multi_scale)
         predictions = [self._predict(x, mask_features, sizes[0], num_masked)]
         for i in range(self.num_layers):
             level = i % self.num_levels
-            attn = predictions[-1]['attn_mask']
-            if extra_cross_masks is not None:
-                attn = torch.cat([attn, extra_cross_masks[level]], dim=1)
-            # A query whose mask is empty would attend to nothing: let it see everything.
-            attn = attn.masked_fill(attn.all(-1, keepdim=True), False)
+            attn = unmask_empty_rows(predictions[-1]['attn_mask'])
             x = self.transformer_cross_attention_layers[i](x, memories[level], attn,
                                                            positions[level], pos)
+            if after_cross_attn is not None:
+                after_cross_attn.append(x)
             num_visual = x.shape[0]
             if text is not None:
                 x, layer_pos = torch.cat([x, text]), torch.cat([pos, text_pos])
@@ -264,29 +275,39 @@ class XDecoderTransformerDecoder(BaseModule):
         b, q = mask_features.shape[0], self.num_queries
         tokens = torch.full((b, self.context_length), start_id, dtype=torch.long,
                             device=mask_features.device)
+        # Latent queries never see caption queries, so their states are the same at every step:
+        # decode them once and keep each layer's post-cross-attention state, which caption
+        # queries attend to in that layer's self-attention.
         latent, latent_pos = self._latent_queries(b)
-        sizes = [f.shape[-2:] for f in multi_scale]
+        latent_states: List[Tensor] = []
+        self._decode(multi_scale, mask_features, latent, latent_pos, q,
+                     self.self_attn_mask[0, :q, :q], after_cross_attn=latent_states)
+        memories, positions, sizes = self._memory(multi_scale)
+        outside_region = self._region_cross_masks(region_mask, sizes)
         for step in range(min(num_steps, self.context_length - 1)):
             length = step + 1
-            feats = token_features(tokens[:, :length]).transpose(0, 1)
-            x = torch.cat([latent, feats])
-            pos = torch.cat([latent_pos, feats + self.pos_embed_caping.weight[:length, None]])
-            extra = [self._caption_cross_mask(region_mask, b, length, size, feats.device)
-                     for size in sizes]
-            predictions = self._decode(multi_scale, mask_features, x, pos, q,
-                                       self.self_attn_mask[0, :q + length, :q + length],
-                                       extra_cross_masks=extra)
-            last = predictions[-1]['states'][:, q + step]
+            x = token_features(tokens[:, :length]).transpose(0, 1)
+            pos = x + self.pos_embed_caping.weight[:length, None]
+            self_mask = self.self_attn_mask[0, q:q + length, :q + length]
+            for i in range(self.num_layers):
+                level = i % self.num_levels
+                cross_mask = outside_region[level]
+                if cross_mask is not None:  # [B * heads, length, h * w]
+                    cross_mask = unmask_empty_rows(cross_mask[:, None, None].expand(
+                        -1, self.num_heads, length, -1).flatten(0, 1))
+                x = self.transformer_cross_attention_layers[i](
+                    x, memories[level], cross_mask, positions[level], pos)
+                x = self.transformer_self_attention_layers[i](
+                    x, self_mask, pos, prefix=latent_states[i], prefix_pos=latent_pos)
+                x = self.transformer_ffn_layers[i](x)
+            last = self.decoder_norm(x[step])
             logits = (last @ self.caping_embed) @ token_embedding.t()
             tokens[:, step + 1] = logits.argmax(-1)
         return tokens
 
-    def _caption_cross_mask(self, region_mask: Optional[Tensor], batch_size: int, length: int,
-                            size, device) -> Tensor:
-        """Cross-attention rows of the caption queries, [B * heads, length, h * w]."""
+    def _region_cross_masks(self, region_mask: Optional[Tensor], sizes) -> List[Optional[Tensor]]:
+        """Per level, [B, h * w] True outside the caption region (None: no region)."""
         if region_mask is None:
-            return torch.zeros(batch_size * self.num_heads, length, size[0] * size[1],
-                               dtype=torch.bool, device=device)
-        region = F.interpolate(region_mask[:, None].float(), size=size, mode='nearest')
-        blocked = region.flatten(1) < 0.5
-        return blocked[:, None, None].expand(-1, self.num_heads, length, -1).flatten(0, 1)
+            return [None] * len(sizes)
+        return [F.interpolate(region_mask[:, None].float(), size=size, mode='nearest').flatten(1)
+                < 0.5 for size in sizes]
