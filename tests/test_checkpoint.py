@@ -2,10 +2,10 @@
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
+from xdecoder_test_utils import ROOT, build_model, read_manifest
 
 from projects.XDecoder.xdecoder.checkpoint import map_official_key
 from projects.XDecoder.xdecoder.decoder import query_self_attn_mask
-from xdecoder_test_utils import ROOT, build_model, read_manifest
 
 DATA = ROOT / 'tests' / 'data'
 
@@ -63,7 +63,8 @@ def test_checkpoint_of_other_size_fails_with_key_list(tmp_path):
     # focal-L has no dw1/dw2 convs (48 keys) but 12 more blocks and 100 more queries
     assert 'Missing (48): backbone.layers.0.blocks.0.dw1.bias' in msg
     assert 'Unexpected (252): backbone.layers.0.blocks.0.modulation.focal_layers.3.0.weight' in msg
-    assert 'Shape mismatch (checkpoint vs model) (260): backbone.layers.0.blocks.0.gamma_1 (192,) vs (96,)' in msg
+    assert ('Shape mismatch (checkpoint vs model) (260): '
+            'backbone.layers.0.blocks.0.gamma_1 (192,) vs (96,)') in msg
     assert 'xdecoder_focall_last.pt' in msg  # names where the right file comes from
 
 

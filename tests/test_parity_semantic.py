@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from xdecoder_test_utils import build_model, run_on_image
 
 

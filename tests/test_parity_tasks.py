@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
-
 from xdecoder_test_utils import build_model, run_on_image
 
 

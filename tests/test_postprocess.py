@@ -237,8 +237,8 @@ def test_instance_topk_uses_class_prob_then_rescores():
     out = instance_inference(cls, _instance_masks(), max_per_img=3)
     # class probs: q1/c1 .86, q0/c0 .84, q2/c1 .47, q2/c0 .39, ... -> the 3 pairs kept, then
     # ordered by prob x mask score; q2 has the weakest mask and the lowest class prob
-    assert set(zip(out['query_ids'].tolist(), out['labels'].tolist())) == {(0, 0), (1, 1),
-                                                                          (2, 1)}
+    pairs = set(zip(out['query_ids'].tolist(), out['labels'].tolist()))
+    assert pairs == {(0, 0), (1, 1), (2, 1)}
     assert out['query_ids'].tolist()[-1] == 2
     # label is idx % K: the same query appears with both labels when k is large enough
     out = instance_inference(cls, _instance_masks(), max_per_img=6)

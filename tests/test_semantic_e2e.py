@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from xdecoder_test_utils import CONFIGS, ROOT, write_ade20k
 
 CONFIG = str(CONFIGS / 'xdecoder-tiny_zeroshot_semseg.py')
@@ -70,7 +69,8 @@ def test_tools_test_and_dist_test_agree(ade_root, synthetic_checkpoint, tmp_path
 def test_missing_dataset_names_the_layout(synthetic_checkpoint, tmp_path):
     sys.path.insert(0, str(ROOT / 'tools'))
     import test as test_tool
-    with pytest.raises(FileNotFoundError, match=r'nowhere/images/validation.*does not exist.*README'):
+    with pytest.raises(FileNotFoundError,
+                       match=r'nowhere/images/validation.*does not exist.*README'):
         test_tool.main([CONFIG, str(synthetic_checkpoint), '--work-dir', str(tmp_path),
                         '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/nowhere'])
 

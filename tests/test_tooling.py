@@ -5,7 +5,6 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-
 from xdecoder_test_utils import CONFIGS, ROOT
 
 ALL_CONFIGS = sorted(p.name for p in CONFIGS.glob('*.py'))
@@ -13,9 +12,10 @@ ALL_CONFIGS = sorted(p.name for p in CONFIGS.glob('*.py'))
 
 @pytest.mark.parametrize('name', ALL_CONFIGS)
 def test_config_parses_and_model_builds(name):
-    import projects.XDecoder.xdecoder  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import projects.XDecoder.xdecoder  # noqa: F401
     cfg = Config.fromfile(str(CONFIGS / name))
     init_default_scope(cfg.default_scope)
     assert cfg.custom_imports['imports'] == ['projects.XDecoder.xdecoder']

@@ -18,7 +18,8 @@ def read_manifest(path):
         if not line.strip() or line.startswith('#'):
             continue
         key, shape = line.split('\t')[:2]
-        shapes[key] = tuple(int(s) for s in shape.split('x')) if shape.strip() not in ('', 'scalar') else ()
+        scalar = shape.strip() in ('', 'scalar')
+        shapes[key] = () if scalar else tuple(int(s) for s in shape.split('x'))
     return shapes
 
 
@@ -50,19 +51,21 @@ def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def write_ade20k(root: Path, sizes=((48, 64), (64, 40)), seed: int = 0,
-                 max_label: int = 150) -> Path:
+                 max_label: int = 150, split: str = 'validation') -> Path:
     """A tiny ADE20K-150 folder in mmsegmentation's layout: JPEG images and PNG label maps with
-    values 0..max_label (0 = 'other', ignored after reduce_zero_label). Returns the data root."""
+    values 0..max_label (0 = 'other', ignored after reduce_zero_label), in ``split``
+    ('validation' or 'training'). Returns the data root."""
     from PIL import Image
     rng = np.random.default_rng(seed)
     data_root = Path(root) / 'ade' / 'ADEChallengeData2016'
-    for sub in ('images/validation', 'annotations/validation'):
+    for sub in (f'images/{split}', f'annotations/{split}'):
         (data_root / sub).mkdir(parents=True, exist_ok=True)
+    prefix = {'validation': 'val', 'training': 'train'}[split]
     for i, (h, w) in enumerate(sizes, start=1):
-        name = f'ADE_val_{i:08d}'
-        Image.fromarray(smooth_image(rng, h, w)).save(data_root / 'images/validation' /
+        name = f'ADE_{prefix}_{i:08d}'
+        Image.fromarray(smooth_image(rng, h, w)).save(data_root / f'images/{split}' /
                                                       f'{name}.jpg', quality=95)
         labels = rng.integers(0, max_label + 1, (h // 8 + 1, w // 8 + 1), dtype=np.uint8)
         labels = np.kron(labels, np.ones((8, 8), np.uint8))[:h, :w]
-        Image.fromarray(labels).save(data_root / 'annotations/validation' / f'{name}.png')
+        Image.fromarray(labels).save(data_root / f'annotations/{split}' / f'{name}.png')
     return data_root

@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 # Configs import the project as `projects.XDecoder.xdecoder`: make the repo root importable even
 # when the package is not pip-installed.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from projects.XDecoder.xdecoder.runtime import (add_runner_args, adapt_to_machine,  # noqa: E402
+from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, add_runner_args,  # noqa: E402
                                                 check_inputs, config_from_args,
                                                 trust_mmengine_checkpoints)
 

@@ -10,7 +10,7 @@ import sys
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from projects.XDecoder.xdecoder.runtime import (add_runner_args, adapt_to_machine,  # noqa: E402
+from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, add_runner_args,  # noqa: E402
                                                 check_inputs, config_from_args,
                                                 trust_mmengine_checkpoints)
 

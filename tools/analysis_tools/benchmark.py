@@ -42,9 +42,10 @@ def peak_memory_mib(device: str) -> float:
 
 def main():
     args = parse_args()
-    import projects.XDecoder.xdecoder  # noqa: F401
     from mmdet.registry import DATASETS, MODELS
     from mmdet.structures import DetDataSample
+
+    import projects.XDecoder.xdecoder  # noqa: F401
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model).to(args.device).eval()

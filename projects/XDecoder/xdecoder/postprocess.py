@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .tokenizer import EOT_TEXT, SOT_TEXT
+
 __all__ = [
     'resize_to_original', 'semantic_inference', 'instance_inference', 'panoptic_inference',
     'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores',
     'l2_normalize'
 ]
-
-SOT_TEXT = '<|startoftext|>'
-EOT_TEXT = '<|endoftext|>'
 
 
 def _bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:

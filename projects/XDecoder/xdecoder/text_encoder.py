@@ -17,9 +17,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
-from mmdet.registry import MODELS
+from .postprocess import l2_normalize
 from .tokenizer import CONTEXT_LENGTH, EOT_ID, VOCAB_SIZE, CLIPTokenizer
 
 __all__ = ['PROMPT_TEMPLATES', 'TextTransformer', 'TextEncoder', 'clean_class_name']
@@ -306,13 +307,7 @@ class TextEncoder(BaseModule):
         """Class logits: ``exp(logit_scale) * normalize(visual) @ text.T``
         (``visual [..., D]`` normalised with +1e-7, ``text [K, D]`` already
         unit; the scale is not clamped). Returns ``[..., K]``."""
-        visual = visual / (visual.norm(dim=-1, keepdim=True) + 1e-7)
-        return self.logit_scale.exp() * visual @ text.t()
-
-    def grounding_similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Grounding / retrieval logits: ``min(exp(logit_scale), 100) *
-        visual @ text.T`` for inputs the caller has already normalised."""
-        return self.logit_scale.exp().clamp(max=100) * visual @ text.t()
+        return self.logit_scale.exp() * l2_normalize(visual) @ text.t()
 
     # ------------------------------------------------------- class embeddings
     @torch.no_grad()
@@ -343,7 +338,7 @@ class TextEncoder(BaseModule):
         prompts_per_template = [[self.tokenizer.tokenize(template.format(n)) for n in cleaned]
                                 for template in PROMPT_TEMPLATES]
         feats = torch.stack(self._eot_features(prompts_per_template))
-        feats = feats / (feats.norm(dim=-1, keepdim=True) + 1e-7)  # [T, K+1, D]
+        feats = l2_normalize(feats)  # [T, K+1, D]
         mean = feats.mean(dim=0)
         mean = mean / mean.norm(dim=-1, keepdim=True)
 
