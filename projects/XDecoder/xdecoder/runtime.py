@@ -58,13 +58,18 @@ def trust_mmengine_checkpoints() -> None:
     """Let torch>=2.6's weights-only loading read the objects mmengine puts into checkpoints.
 
     Resuming reads the runner's own checkpoint, which stores its message hub (HistoryBuffer and
-    numpy values); weights-only loading refuses them unless they are declared safe.
+    numpy values); weights-only loading refuses them unless they are declared safe. A
+    HistoryBuffer pickles its statistics methods as ``getattr(HistoryBuffer, 'min')`` and so on,
+    hence ``getattr``; the loader still calls only what is listed here, so attributes it fetches
+    cannot be run.
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
-    safe = [HistoryBuffer, np.dtype, np.ndarray, np.core.multiarray._reconstruct]
+    # numpy 2 renamed numpy.core (now a deprecated alias) to numpy._core.
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    safe = [HistoryBuffer, getattr, np.dtype, np.ndarray, multiarray._reconstruct]
     safe += [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')]
-    scalar = getattr(np.core.multiarray, 'scalar', None)
+    scalar = getattr(multiarray, 'scalar', None)
     if scalar is not None:
         safe.append(scalar)
     torch.serialization.add_safe_globals(safe)
@@ -99,3 +104,16 @@ def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
             f'Dataset not found: {", ".join(missing)} does not exist (config '
             f'{loader}.dataset, type {dataset.get("type")}). {DATASET_HELP} Or point '
             f'--cfg-options {loader}.dataset.data_root=... at your copy.')
+    # COCO-style metrics read their annotation files themselves, from paths that do not follow
+    # an overridden data_root.
+    evaluator = loader.replace('_dataloader', '_evaluator')
+    metrics = cfg.get(evaluator) or []
+    missing = [f'{evaluator}.{key}={metric[key]}'
+               for metric in (metrics if isinstance(metrics, (list, tuple)) else [metrics])
+               for key in ('ann_file', 'seg_prefix')
+               if metric.get(key) and not osp.exists(metric[key])]
+    if missing:
+        raise FileNotFoundError(
+            f'Metric annotations not found: {", ".join(missing)} does not exist. With another '
+            f'data_root, point these at the same copy too (--cfg-options '
+            f'{evaluator}.ann_file=...).')

@@ -337,7 +337,9 @@ class TextEncoder(BaseModule):
         cleaned = [clean_class_name(n) for n in names + (BACKGROUND,)]
         prompts_per_template = [[self.tokenizer.tokenize(template.format(n)) for n in cleaned]
                                 for template in PROMPT_TEMPLATES]
-        feats = torch.stack(self._eot_features(prompts_per_template))
+        # fp32 inside autocast too (--amp training): the cache outlives the autocast region.
+        with torch.autocast(self.device.type, enabled=False):
+            feats = torch.stack(self._eot_features(prompts_per_template))
         feats = l2_normalize(feats)  # [T, K+1, D]
         mean = feats.mean(dim=0)
         mean = mean / mean.norm(dim=-1, keepdim=True)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from . import postprocess
 from .checkpoint import official_checkpoint_pre_hook
+from .segmentation_loss import SEGMENTATION_TASKS, segmentation_targets
 from .tokenizer import SOT_ID
 
 TASKS = ('semantic', 'instance', 'panoptic', 'referring', 'caption', 'ref-caption', 'retrieval')
@@ -30,11 +31,15 @@ class XDecoder(BaseDetector):
         task: what ``predict`` does, one of ``TASKS``.
         backbone_dim, dim_proj: shape of ``backbone_proj`` (image-text retrieval ensemble).
         test_cfg: post-processing options, see ``DEFAULT_TEST_CFG``.
+        criterion: training loss config (e.g. ``dict(type='XDecoderSegLoss')``); None = the
+            model can only predict. With a criterion the text encoder is frozen: class
+            embeddings are cached and computed without gradients.
         strict_checkpoint: refuse a checkpoint whose keys or shapes differ from the model's.
 
     ``predict(inputs [B, 3, H, W], data_samples)`` fills, per task, ``pred_sem_seg``,
     ``pred_instances``, ``pred_panoptic_seg``, ``pred_instances.masks`` of the phrases
-    (referring), ``pred_caption``, or ``pred_embeddings`` (retrieval).
+    (referring), ``pred_caption``, or ``image_embedding`` / ``caption_embeddings`` /
+    ``backbone_image_embedding`` (retrieval).
     """
 
     DEFAULT_TEST_CFG = dict(
@@ -47,14 +52,15 @@ class XDecoder(BaseDetector):
         mask_thr=0.5,
         caption_steps=50,
         caption_cut_at_period=False,
-        referring_text_mode='select_first',
+        # The official retrieval evaluation: 0.5 * cos(global query) + 0.5 * cos(pooled res5).
+        retrieval_ensemble=True,
     )
 
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
                  task: str = 'semantic', backbone_dim: int = 768, dim_proj: int = 512,
                  test_cfg: Optional[Dict] = None, train_cfg: Optional[Dict] = None,
-                 data_preprocessor: Optional[Dict] = None, strict_checkpoint: bool = True,
-                 init_cfg=None):
+                 criterion: Optional[Dict] = None, data_preprocessor: Optional[Dict] = None,
+                 strict_checkpoint: bool = True, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if task not in TASKS:
             raise ValueError(f'Unknown task {task!r}; choose one of {TASKS}.')
@@ -67,6 +73,9 @@ class XDecoder(BaseDetector):
         nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         self.test_cfg = {**self.DEFAULT_TEST_CFG, **(test_cfg or {})}
         self.train_cfg = train_cfg
+        self.criterion = None if criterion is None else MODELS.build(criterion)
+        if self.criterion is not None:
+            self.text_encoder.requires_grad_(False)
         self._register_load_state_dict_pre_hook(
             lambda *args: official_checkpoint_pre_hook(self, *args,
                                                        strict_keys=strict_checkpoint))
@@ -79,22 +88,45 @@ class XDecoder(BaseDetector):
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None):
         return self.decoder(*reversed(self.extract_feat(batch_inputs)))[-1]
 
-    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList):
-        raise NotImplementedError('Training losses are not implemented yet.')
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Segmentation losses of every decoder prediction (see ``XDecoderSegLoss``), with
+        the class logits of each image taken against its own vocabulary (``'text'``)."""
+        if self.criterion is None:
+            raise RuntimeError(
+                "This model has no training loss: set model.criterion=dict(type='XDecoderSegLoss')"
+                ' (see projects/XDecoder/configs/xdecoder-tiny_finetune_semseg_ade20k.py).')
+        if self.task not in SEGMENTATION_TASKS:
+            raise NotImplementedError(f'Training is implemented for the {SEGMENTATION_TASKS} '
+                                      f'tasks, not {self.task!r}.')
+        mask_features, multi_scale = self.extract_feat(batch_inputs)
+        predictions = self.decoder(multi_scale, mask_features)
+        vocabularies = [self._vocabulary(s) for s in batch_data_samples]
+        class_logits = [[self.class_logits(embeds, names)
+                         for embeds, names in zip(pred['class_embeds'], vocabularies)]
+                        for pred in predictions]
+        targets = []
+        for sample, names in zip(batch_data_samples, vocabularies):
+            things = self._thing_labels(sample, len(names)) if self.task == 'panoptic' else None
+            targets.append(segmentation_targets(sample, self.task, len(names), things))
+        return self.criterion(class_logits, [pred['mask_logits'] for pred in predictions],
+                              targets)
 
     # ------------------------------------------------------------------ text helpers
     def class_logits(self, class_embeds: Tensor, names: Sequence[str]) -> Tensor:
         """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1]."""
-        text = self.text_encoder.class_embeddings(names)
-        return self.text_encoder.logit_scale.exp() * postprocess.l2_normalize(class_embeds) @ text.t()
+        return self.text_encoder.compute_similarity(class_embeds,
+                                                    self.text_encoder.class_embeddings(names))
 
     def _vocabulary(self, data_sample: DetDataSample) -> List[str]:
+        """The names the labels index: ``text``, then ``stuff_text`` if present (mmdet's panoptic
+        datasets put the thing names into ``text`` and the stuff names into ``stuff_text``)."""
         names = data_sample.metainfo.get('text', self.test_cfg.get('classes'))
         if names is None:
             raise ValueError(
                 'No vocabulary: set return_classes=True on the dataset (mmdet puts the class '
                 "names into each sample's 'text'), or model.test_cfg.classes.")
-        return [names] if isinstance(names, str) else list(names)
+        names = [names] if isinstance(names, str) else list(names)
+        return names + list(data_sample.metainfo.get('stuff_text', ()))
 
     @staticmethod
     def _to_original(mask_logits: Tensor, data_sample: DetDataSample) -> Tensor:
@@ -105,14 +137,22 @@ class XDecoder(BaseDetector):
     # ------------------------------------------------------------------ tasks
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
+        if self.task == 'retrieval':
+            # The ensemble reuses res5, so the backbone runs once.
+            backbone_feats = self.backbone(batch_inputs)
+            mask_features, multi_scale = self.pixel_decoder(backbone_feats)
+            pred = self.decoder(multi_scale, mask_features)[-1]
+            for class_embeds, data_sample in zip(pred['class_embeds'], batch_data_samples):
+                self._predict_retrieval(class_embeds, data_sample)
+            if self.test_cfg['retrieval_ensemble']:
+                self._predict_retrieval_backbone(backbone_feats[-1], batch_data_samples)
+            return batch_data_samples
         mask_features, multi_scale = self.extract_feat(batch_inputs)
-        if self.task in ('semantic', 'instance', 'panoptic', 'retrieval'):
+        if self.task in ('semantic', 'instance', 'panoptic'):
             pred = self.decoder(multi_scale, mask_features)[-1]
             for i, data_sample in enumerate(batch_data_samples):
-                getattr(self, f'_predict_{self.task}')(pred['class_embeds'][i],
-                                                      pred['mask_logits'][i], data_sample)
-            if self.task == 'retrieval':
-                self._predict_retrieval_backbone(batch_inputs, batch_data_samples)
+                predict_one = getattr(self, f'_predict_{self.task}')
+                predict_one(pred['class_embeds'][i], pred['mask_logits'][i], data_sample)
             return batch_data_samples
         # Grounding and captioning run per image: their extra queries differ per image, and the
         # official model was evaluated one image at a time.
@@ -138,7 +178,10 @@ class XDecoder(BaseDetector):
         data_sample.pred_sem_seg = PixelData(sem_seg=labels[None])
 
     def _thing_labels(self, data_sample: DetDataSample, num_names: int) -> List[int]:
-        things = data_sample.metainfo.get('thing_text', self.test_cfg.get('thing_classes'))
+        meta = data_sample.metainfo
+        things = meta.get('thing_text', self.test_cfg.get('thing_classes'))
+        if things is None and 'stuff_text' in meta:
+            return list(range(num_names - len(meta['stuff_text'])))
         if things is None:
             return list(range(num_names))
         names = self._vocabulary(data_sample)
@@ -174,15 +217,19 @@ class XDecoder(BaseDetector):
         data_sample.panoptic_segment_ids = seg_ids
         data_sample.set_metainfo(dict(panoptic_segments=segments))
 
-    def _predict_retrieval(self, class_embeds: Tensor, mask_logits: Tensor,
-                           data_sample: DetDataSample) -> None:
-        # The global query (last row) summarises the image.
+    def _predict_retrieval(self, class_embeds: Tensor, data_sample: DetDataSample) -> None:
+        """``image_embedding [D]`` (the global query, last row, summarises the image) and, when
+        the sample carries its captions (``gt_caption``), their EOT embeddings
+        ``caption_embeddings [C, D]`` for ``RetrievalRecallMetric``; both un-normalised."""
         data_sample.image_embedding = class_embeds[-1]
+        captions = data_sample.metainfo.get('gt_caption')
+        if captions is not None:
+            captions = [captions] if isinstance(captions, str) else list(captions)
+            data_sample.caption_embeddings = self.text_encoder.encode(captions)['eot_feats']
 
-    def _predict_retrieval_backbone(self, batch_inputs: Tensor,
-                                    batch_data_samples: SampleList) -> None:
-        """The official retrieval ensemble's second image embedding: avgpool(res5) @ proj."""
-        res5 = self.backbone(batch_inputs)[-1]
+    def _predict_retrieval_backbone(self, res5: Tensor, batch_data_samples: SampleList) -> None:
+        """The official retrieval ensemble's second image embedding, ``backbone_image_embedding
+        [D]`` = avgpool(res5 [B, C5, h, w]) @ backbone_proj."""
         pooled = res5.mean(dim=(2, 3)) @ self.backbone_proj
         for data_sample, embedding in zip(batch_data_samples, pooled):
             data_sample.backbone_image_embedding = embedding
