@@ -2,14 +2,20 @@
 
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
+from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
+from .inferencer import XDecoderInferencer
 from .pixel_decoder import XDecoderPixelDecoder
+from .retrieval_metric import RetrievalRecallMetric
+from .segmentation_loss import XDecoderSegLoss
 from .text_encoder import TextEncoder
 from .tokenizer import CLIPTokenizer
 from .xdecoder import XDecoder
 
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
-    'XDecoderTransformerDecoder'
+    'XDecoderInferencer',
+    'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
+    'XDecoderSegLoss'
 ]
