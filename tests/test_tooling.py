@@ -44,3 +44,17 @@ def test_compiled_mmcv_ops_run_on_cpu():
     assert torch.allclose(centre, torch.tensor([[[7.5]]]))
     assert MultiScaleDeformableAttention(embed_dims=32, num_heads=4, num_levels=1,
                                          num_points=2) is not None
+
+
+def test_ade20k_vocabulary_is_the_official_wording_in_mmdet_label_order():
+    from mmdet.datasets import ADE20KSegDataset
+    cfg = Config.fromfile(str(CONFIGS / 'xdecoder-tiny_zeroshot_semseg.py'))
+    ours = cfg.test_dataloader.dataset.metainfo.classes
+    theirs = ADE20KSegDataset.METAINFO['classes']
+    assert len(ours) == len(set(ours)) == len(theirs) == 150
+    renamed = {(a, b) for a, b in zip(theirs, ours) if a != b}
+    assert renamed == {('bed ', 'bed'), ('windowpane', 'window'), ('bathtub', 'tub'),
+                       ('railing', 'rail'), ('streetlight', 'street lamp'),
+                       ('television receiver', 'tv'), ('apparel', 'clothes'),
+                       ('swimming pool', 'pool'), ('waterfall', 'falls'), ('ashcan', 'trash can')}
+    assert cfg.test_dataloader.dataset.use_label_map is False
