@@ -98,3 +98,21 @@ def test_caption(model, vocab, parity_dir):
         model.test_cfg['caption_cut_at_period'] = False
     assert result.caption_token_ids.tolist() == golden['token_ids']
     assert result.pred_caption.split() == golden['text'].split()
+
+
+def test_ref_caption_region_option(model, vocab, parity_dir):
+    """Without the region (the references' behaviour) referring captioning is the plain caption,
+    so it reproduces the golden ids; with it, the caption queries see only the region."""
+    golden = golden_json(parity_dir, 'caption.json')['token_ids'][:11]
+    phrase = vocab['referring_phrases'][:1]
+    model.test_cfg['caption_steps'] = 10  # step s depends only on steps before it
+    try:
+        model.test_cfg['ref_caption_use_region'] = False
+        plain = run_task(model, 'ref-caption', photo(parity_dir, 224), text=phrase)
+        model.test_cfg['ref_caption_use_region'] = True
+        region = run_task(model, 'ref-caption', photo(parity_dir, 224), text=phrase)
+    finally:
+        model.test_cfg['caption_steps'] = 50
+    assert plain.caption_token_ids.tolist()[:11] == golden
+    assert region.pred_instances.masks[0].any()
+    assert region.caption_token_ids.tolist()[:11] != golden

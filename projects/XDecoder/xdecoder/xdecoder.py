@@ -54,6 +54,10 @@ class XDecoder(BaseDetector):
         caption_cut_at_period=False,
         # The official retrieval evaluation: 0.5 * cos(global query) + 0.5 * cos(pooled res5).
         retrieval_ensemble=True,
+        # Referring captioning restricts the caption queries' cross-attention to the grounded
+        # region; False reproduces the official demo and the MMDetection port, whose region mask
+        # never reaches the decoder (a caption of the whole image).
+        ref_caption_use_region=True,
     )
 
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
@@ -164,8 +168,10 @@ class XDecoder(BaseDetector):
                 self._predict_caption(*feats, data_sample)
             else:  # ref-caption: ground the phrase, then caption the grounded region
                 self._predict_referring(*feats, data_sample)
-                region = data_sample.pred_instances.masks[:1].float()
-                region = self._to_input_resolution(region, data_sample, feats[1])
+                region = None
+                if self.test_cfg['ref_caption_use_region']:
+                    region = self._to_input_resolution(
+                        data_sample.pred_instances.masks[:1].float(), data_sample, feats[1])
                 self._predict_caption(*feats, data_sample, region_mask=region)
         return batch_data_samples
 
