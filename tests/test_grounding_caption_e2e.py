@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -302,3 +303,26 @@ def test_retrieval_metric_names_missing_fields():
     from projects.XDecoder.xdecoder.retrieval_metric import RetrievalRecallMetric
     with pytest.raises(KeyError, match='gt_caption'):
         RetrievalRecallMetric().process({}, [dict(image_embedding=torch.zeros(4))])
+
+
+@pytest.mark.parametrize('config,folder,split_file', [
+    ('xdecoder-tiny_zeroshot_open-vocab-ref-seg_refcoco.py', 'refcoco', 'refs(unc).p'),
+    ('xdecoder-tiny_zeroshot_open-vocab-ref-seg_refcoco+.py', 'refcoco+', 'refs(unc).p'),
+    ('xdecoder-tiny_zeroshot_open-vocab-ref-seg_refcocog-google.py', 'refcocog',
+     'refs(google).p'),
+])
+def test_other_referring_configs(refcocog_root, synthetic_checkpoint, tmp_path, config, folder,
+                                 split_file):
+    """The RefCOCO / RefCOCO+ / RefCOCOg-google configs read their own files (the same tiny
+    annotations placed under each config's names) and give the recomputed cIoU."""
+    root = tmp_path / 'coco'
+    shutil.copytree(refcocog_root, root)
+    (root / folder).mkdir(exist_ok=True)
+    shutil.copy(refcocog_root / 'refcocog' / 'instances.json', root / folder / 'instances.json')
+    shutil.copy(refcocog_root / 'refcocog' / 'refs(umd).p', root / folder / split_file)
+    metrics, predictions = run_test_tool(config, synthetic_checkpoint, tmp_path,
+                                         f'test_dataloader.dataset.data_root={root}',
+                                         'test_dataloader.dataset.pipeline.1.scale=64')
+    ciou, _, inter = reference_refseg(refcocog_root, predictions)
+    assert inter > 0
+    assert float(metrics['cIoU']) == pytest.approx(ciou, abs=1e-4)
