@@ -2,24 +2,12 @@
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
-from xdecoder_test_utils import ROOT, build_model, read_manifest
+from xdecoder_test_utils import ROOT, build_model, fake_checkpoint, read_manifest
 
 from projects.XDecoder.xdecoder.checkpoint import map_official_key
 from projects.XDecoder.xdecoder.decoder import query_self_attn_mask
 
 DATA = ROOT / 'tests' / 'data'
-
-
-def fake_checkpoint(manifest, seed=0):
-    """A plain state dict with the manifest's keys and shapes and distinct random values."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for key, shape in manifest.items():
-        if key.endswith('self_attn_mask'):
-            sd[key] = torch.rand(shape, generator=g) > 0.5
-        else:
-            sd[key] = torch.randn(shape, generator=g)
-    return sd
 
 
 @pytest.mark.parametrize('config,manifest', [

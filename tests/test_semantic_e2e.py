@@ -9,8 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-from xdecoder_test_utils import CONFIGS, ROOT, write_ade20k
+from xdecoder_test_utils import CONFIGS, ROOT, fake_checkpoint, read_manifest, write_ade20k
+
+DATA = ROOT / 'tests' / 'data'
 
 CONFIG = str(CONFIGS / 'xdecoder-tiny_zeroshot_semseg.py')
 # Short side 64 and the first 8 ADE classes (mmseg maps the other labels to 255) keep the run
@@ -80,3 +83,26 @@ def test_missing_checkpoint_says_where_to_download(tmp_path):
     import test as test_tool
     with pytest.raises(FileNotFoundError, match='huggingface|Hugging Face'):
         test_tool.main([CONFIG, str(tmp_path / 'xdecoder_focalt_best_openseg.pt')])
+
+
+@pytest.fixture(scope='module')
+def focall_checkpoint(tmp_path_factory):
+    """Random weights in the Focal-L release layout (929 keys)."""
+    path = tmp_path_factory.mktemp('focall') / 'xdecoder_focall_random.pt'
+    torch.save(fake_checkpoint(read_manifest(DATA / 'checkpoint_keys_focall.tsv')), path)
+    return path
+
+
+@pytest.mark.parametrize('config', ['xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py',
+                                    'xdecoder-tiny_finetune_semseg_ade20k.py',
+                                    'xdecoder-large_zeroshot_open-vocab-semseg_ade20k.py'])
+def test_other_ade20k_semantic_configs(config, ade_root, synthetic_checkpoint, focall_checkpoint,
+                                       tmp_path):
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import test as test_tool
+    checkpoint = focall_checkpoint if 'large' in config else synthetic_checkpoint
+    out = tmp_path / 'preds.pkl'
+    metrics = test_tool.main([str(CONFIGS / config), str(checkpoint), '--work-dir',
+                              str(tmp_path), '--out', str(out), '--cfg-options',
+                              f'test_dataloader.dataset.data_root={ade_root}', *FAST])
+    assert metrics['mIoU'] == reference_miou(ade_root, pickle.loads(out.read_bytes()))

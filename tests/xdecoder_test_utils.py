@@ -69,3 +69,15 @@ def write_ade20k(root: Path, sizes=((48, 64), (64, 40)), seed: int = 0,
         labels = np.kron(labels, np.ones((8, 8), np.uint8))[:h, :w]
         Image.fromarray(labels).save(data_root / f'annotations/{split}' / f'{name}.png')
     return data_root
+
+
+def fake_checkpoint(manifest, seed=0):
+    """A plain state dict with the manifest's keys and shapes and distinct random values."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in manifest.items():
+        if key.endswith('self_attn_mask'):
+            sd[key] = torch.rand(shape, generator=g) > 0.5
+        else:
+            sd[key] = torch.randn(shape, generator=g)
+    return sd
