@@ -4,6 +4,7 @@
 #   data/ade/ADEChallengeData2016/images/validation/ADE_val_*.jpg
 #   data/ade/ADEChallengeData2016/ade20k_instance_val.json
 # Resize as the official evaluation does: short side 640, long side at most 2560, PIL bilinear.
+_base_ = './eval_loader.py'
 dataset_type = 'ADE20KInstanceDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
 
@@ -18,12 +19,6 @@ test_pipeline = [
 ]
 
 val_dataloader = dict(
-    # One image per process: padding is not masked in the model, so batching changes results.
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

@@ -2,6 +2,7 @@
 #   data/ade/ADEChallengeData2016/images/validation/*.jpg
 #   data/ade/ADEChallengeData2016/annotations/validation/*.png
 # Resize as the official evaluation does: short side 640, long side at most 2560, PIL bilinear.
+_base_ = './eval_loader.py'
 dataset_type = 'ADE20KSegDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
 
@@ -39,12 +40,6 @@ test_pipeline = [
 ]
 
 val_dataloader = dict(
-    # One image per process: padding is not masked in the model, so batching changes results.
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

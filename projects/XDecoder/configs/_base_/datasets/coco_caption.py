@@ -3,6 +3,7 @@
 #   data/coco/val2014/COCO_val2014_*.jpg
 #   data/coco/annotations/coco_karpathy_test.json     [{"image": "val2014/...", "caption": [...]}]
 #   data/coco/annotations/coco_karpathy_test_gt.json  COCO format, for the metric
+_base_ = './eval_loader.py'
 dataset_type = 'CocoCaptionDataset'
 data_root = 'data/coco/'
 
@@ -18,11 +19,6 @@ test_pipeline = [
 ]
 
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

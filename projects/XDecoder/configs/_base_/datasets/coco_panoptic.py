@@ -4,6 +4,7 @@
 #   data/coco/annotations/panoptic_val2017/*.png
 # Resize as the official evaluation does (detectron2): short side 800, long side at most 1333,
 # PIL decode and PIL bilinear resize.
+_base_ = './eval_loader.py'
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 
@@ -22,12 +23,6 @@ test_pipeline = [
 ]
 
 val_dataloader = dict(
-    # One image per process: padding is not masked in the model, so batching changes results.
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

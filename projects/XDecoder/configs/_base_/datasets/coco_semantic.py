@@ -6,6 +6,7 @@
 #   python tools/dataset_converters/coco_panoptic_to_semantic.py data/coco
 # Resize as the official evaluation does (detectron2): short side 800, long side at most 1333,
 # PIL decode and PIL bilinear resize.
+_base_ = './eval_loader.py'
 dataset_type = 'CocoSegDataset'
 data_root = 'data/coco/'
 
@@ -43,12 +44,6 @@ coco_panoptic_classes = (
     'rug-merged')
 
 val_dataloader = dict(
-    # One image per process: padding is not masked in the model, so batching changes results.
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

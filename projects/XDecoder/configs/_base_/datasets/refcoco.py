@@ -2,6 +2,7 @@
 #   data/coco/train2014/COCO_train2014_*.jpg
 #   data/coco/refcoco/instances.json  data/coco/refcoco/refs(unc).p
 # refcoco+.py, refcocog.py and refcocog_google.py change only the annotation files and split.
+_base_ = './eval_loader.py'
 dataset_type = 'RefCocoDataset'
 data_root = 'data/coco/'
 
@@ -22,11 +23,6 @@ test_pipeline = [
 
 val_dataloader = dict(
     # Grounding needs one image per forward pass (all its phrases go through together).
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
