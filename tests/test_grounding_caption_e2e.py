@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-
 from xdecoder_test_utils import CONFIGS, ROOT, smooth_image
 
 # tools/test.py by path: a plain `import test` may find the standard library's test package.
@@ -140,6 +139,7 @@ def test_referring_segmentation_refcocog(refcocog_root, synthetic_checkpoint, tm
     assert sorted(int(p['img_id']) for p in predictions) == [1, 2]  # the train ref is left out
     ciou, miou, inter = reference_refseg(refcocog_root, predictions)
     assert inter > 0  # the check is not vacuous
+    # RefSegMetric divides in float32 (ulp 7.6e-6 at 100); the reference in float64.
     assert float(metrics['cIoU']) == pytest.approx(ciou, abs=1e-4)
     assert float(metrics['mIoU']) == pytest.approx(miou, abs=1e-4)
 
@@ -182,6 +182,7 @@ def test_caption_metric_scores_exact_captions_perfectly(karpathy_root):
     metric.process({}, [dict(img_id=f'{i:012d}', pred_caption=caps[-1])
                         for i, caps in captions.items()])
     scores = metric.evaluate(len(captions))
+    # Identical captions score 1 up to the scorers' float smoothing terms (1e-9 in BLEU).
     assert scores['Bleu_4'] == pytest.approx(1.0, abs=1e-6)
     assert scores['ROUGE_L'] == pytest.approx(1.0, abs=1e-6)
     assert 'METEOR' not in scores and 'SPICE' not in scores
@@ -239,7 +240,7 @@ def test_retrieval_karpathy(karpathy_root, synthetic_checkpoint, tmp_path):
         assert p['gt_caption'] == captions[int(p['img_id'])]
         assert len(p['caption_embeddings']) == len(p['gt_caption'])
     expected = reference_recalls(images, texts, owner, backbone, ks=(1, 2, 3))
-    for key, value in expected.items():
+    for key, value in expected.items():  # percentages of counts: equal up to float division
         assert metrics[f'retrieval/{key}'] == pytest.approx(value, abs=1e-6), key
 
 
@@ -269,7 +270,7 @@ def test_retrieval_metric_hand_made():
     ranks caption 75 first for image 1; the text->image ranks stay the same."""
     images = [angle(0), [0.0, 3.0], [-0.5, 0.0]]
     groups = [[angle(10), [2 * x for x in angle(100)]], [angle(75)], [angle(170), angle(95)]]
-    plain = evaluate_retrieval(images, groups, topk=(1, 2, 3))
+    plain = evaluate_retrieval(images, groups, topk=(1, 2, 3))  # approx: float division only
     assert plain == pytest.approx({
         'retrieval/img2txt_R@1': 200 / 3, 'retrieval/img2txt_R@2': 200 / 3,
         'retrieval/img2txt_R@3': 100.0, 'retrieval/txt2img_R@1': 60.0,
@@ -295,6 +296,7 @@ def test_retrieval_metric_matches_sorting_reference_in_chunks():
         expected = reference_recalls(images, np.concatenate(groups), owner, bb, ks=(1, 2, 5))
         got = evaluate_retrieval(images, groups, bb, topk=(1, 2, 5), chunk_size=3)
         for key, value in expected.items():
+            # Percentages of counts: equal up to float division.
             assert got[f'retrieval/{key}'] == pytest.approx(value), (key, bb is None)
         assert 0 < got['retrieval/img2txt_R@1'] < 100
 
@@ -325,4 +327,5 @@ def test_other_referring_configs(refcocog_root, synthetic_checkpoint, tmp_path, 
                                          'test_dataloader.dataset.pipeline.1.scale=64')
     ciou, _, inter = reference_refseg(refcocog_root, predictions)
     assert inter > 0
+    # RefSegMetric divides in float32 (ulp 7.6e-6 at 100); the reference in float64.
     assert float(metrics['cIoU']) == pytest.approx(ciou, abs=1e-4)
