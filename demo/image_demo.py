@@ -20,6 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from projects.XDecoder.xdecoder.errors import XDecoderInputError  # noqa: E402
 from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer  # noqa: E402
 from projects.XDecoder.xdecoder.xdecoder import TASKS  # noqa: E402
 
@@ -80,5 +81,7 @@ def main(argv=None) -> dict:
 if __name__ == '__main__':
     try:
         main()
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    # Bad input (a missing or wrong checkpoint, an unreadable image, an existing output folder,
+    # an empty vocabulary): the message says what to do, a traceback would bury it.
+    except (XDecoderInputError, FileNotFoundError, FileExistsError, ValueError) as e:
         sys.exit(f'error: {e}')

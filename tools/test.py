@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 # when the package is not pip-installed.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, add_runner_args,  # noqa: E402
-                                                check_inputs, config_from_args,
+                                                check_inputs, config_from_args, run_cli,
                                                 trust_mmengine_checkpoints)
 
 
@@ -58,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

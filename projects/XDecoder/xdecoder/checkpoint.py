@@ -5,9 +5,12 @@ The released ``.pt`` files are plain state dicts whose names follow the official
 are (``pixel_decoder``, ``decoder``, ``text_encoder``); this is the one place that maps the
 official prefixes onto them. Below those prefixes the names are identical.
 """
+import os.path as osp
 from typing import Dict, Iterable, List
 
 from torch import nn
+
+from .errors import CheckpointError, InputNotFoundError
 
 # Longest prefix first: the text transformer's prefix extends the text encoder's.
 OFFICIAL_PREFIXES = (
@@ -21,6 +24,44 @@ CHECKPOINT_HELP = (
     'X-Decoder checkpoints are released on Hugging Face (xdecoder/X-Decoder): '
     'xdecoder_focalt_best_openseg.pt and xdecoder_focalt_last_novg.pt for the focal-T configs, '
     'xdecoder_focall_last.pt for the focal-L configs.')
+RELEASE_URL = 'https://huggingface.co/xdecoder/X-Decoder/resolve/main/'
+# The released files by backbone width (``backbone.embed_dim`` of the config).
+RELEASED = {96: ('xdecoder_focalt_best_openseg.pt', 'xdecoder_focalt_last_novg.pt'),
+            192: ('xdecoder_focall_last.pt',)}
+# torch.save writes a zip archive; its legacy format (and a bare pickle) starts with the pickle
+# protocol opcode 0x80.
+CHECKPOINT_MAGIC = (b'PK\x03\x04', b'\x80')
+
+
+def download_commands(path: str, embed_dim: int = None) -> str:
+    """``wget`` lines for a checkpoint: the file itself if it is a released name, else the
+    releases of the config's backbone width (all of them if that is unknown)."""
+    released = [n for names in RELEASED.values() for n in names]
+    name = osp.basename(path)
+    names = [name] if name in released else RELEASED.get(embed_dim, released)
+    return '\n'.join(f'  wget {RELEASE_URL}{n}' for n in names)
+
+
+def check_checkpoint_file(path: str, embed_dim: int = None) -> None:
+    """Refuse a local checkpoint that is missing or is not a torch file, naming the download.
+
+    A failed download leaves an HTML page or an error text under the checkpoint's name; torch
+    would then suggest ``weights_only=False``, which is the wrong fix (and unsafe).
+    """
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise InputNotFoundError(f'Checkpoint not found: {path}. {CHECKPOINT_HELP} Download '
+                                 f'with:\n{download_commands(path, embed_dim)}')
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(CHECKPOINT_MAGIC):
+        return
+    start = head.decode('utf-8', 'replace').split('\n')[0][:60] if head else '(empty file)'
+    raise CheckpointError(
+        f'{path} is not a PyTorch checkpoint: it starts with {start!r}. A failed or '
+        'interrupted download saves an HTML page or an error message under the file\'s name. '
+        f'Download it again:\n{download_commands(path, embed_dim)}\n{CHECKPOINT_HELP}')
 
 
 def map_official_key(key: str) -> str:
@@ -70,4 +111,4 @@ def official_checkpoint_pre_hook(module: nn.Module, state_dict: Dict, prefix: st
                          f'{_preview(mismatched)}')
         lines.append('Is it a checkpoint of another model, or of another backbone size than the '
                      'config? ' + CHECKPOINT_HELP)
-        raise RuntimeError('\n'.join(lines))
+        raise CheckpointError('\n'.join(lines))

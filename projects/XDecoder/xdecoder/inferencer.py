@@ -58,13 +58,10 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 from . import postprocess
-from .checkpoint import CHECKPOINT_HELP
+from .checkpoint import CHECKPOINT_HELP, check_checkpoint_file
 from .xdecoder import TASKS
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
-RELEASE_URL = 'https://huggingface.co/xdecoder/X-Decoder/resolve/main/'
-RELEASED = {96: ('xdecoder_focalt_best_openseg.pt', 'xdecoder_focalt_last_novg.pt'),
-            192: ('xdecoder_focall_last.pt',)}
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 SEGMENTATION_TASKS = ('semantic', 'instance', 'panoptic')
 # Resize of the tasks that do not take it from the config (SPEC §3.1).
@@ -92,16 +89,6 @@ def resolve_config(config: Union[str, Config, dict]) -> Config:
             return Config.fromfile(path)
     raise FileNotFoundError(f'Config not found: {config!r} is neither a file nor a config name '
                             f'in {CONFIG_DIR}.')
-
-
-def download_help(cfg: Config, weights: str) -> str:
-    """The wget command(s) for a missing checkpoint."""
-    name = osp.basename(weights)
-    released = [n for names in RELEASED.values() for n in names]
-    names = [name] if name in released else RELEASED.get(
-        cfg.model.get('backbone', {}).get('embed_dim'), released)
-    return '\n'.join([f'Checkpoint not found: {weights}. {CHECKPOINT_HELP} Download with:'] +
-                     [f'  wget {RELEASE_URL}{n}' for n in names])
 
 
 def parse_texts(texts: Union[None, str, Sequence[str]]) -> List[str]:
@@ -155,8 +142,8 @@ class XDecoderInferencer(BaseInferencer):
                  test_cfg: Optional[dict] = None,
                  max_pixels: int = 8 * 2**20) -> None:
         cfg = resolve_config(model)
-        if weights is not None and '://' not in weights and not osp.isfile(weights):
-            raise FileNotFoundError(download_help(cfg, weights))
+        if weights is not None:
+            check_checkpoint_file(weights, cfg.model.get('backbone', {}).get('embed_dim'))
         if test_cfg:
             cfg.model.test_cfg = {**cfg.model.get('test_cfg', {}), **test_cfg}
         if device is None:

@@ -2,12 +2,14 @@
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
 
-from .checkpoint import CHECKPOINT_HELP
+from .checkpoint import check_checkpoint_file
+from .errors import InputNotFoundError, XDecoderInputError
 
 DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
                 '(mmsegmentation/mmdetection dataset docs).')
@@ -65,6 +67,7 @@ def trust_mmengine_checkpoints() -> None:
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
+
     # numpy 2 renamed numpy.core (now a deprecated alias) to numpy._core.
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     safe = [HistoryBuffer, getattr, np.dtype, np.ndarray, multiarray._reconstruct]
@@ -95,12 +98,12 @@ def _dataset_dirs(dataset_cfg) -> list:
 
 def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
     """Fail early, naming the fix, when the checkpoint or the dataset is missing."""
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Checkpoint not found: {checkpoint}. {CHECKPOINT_HELP}')
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint, cfg.model.get('backbone', {}).get('embed_dim'))
     dataset = cfg.get(loader, {}).get('dataset')
     missing = [p for p in _dataset_dirs(dataset) if not osp.exists(p)]
     if missing:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f'Dataset not found: {", ".join(missing)} does not exist (config '
             f'{loader}.dataset, type {dataset.get("type")}). {DATASET_HELP} Or point '
             f'--cfg-options {loader}.dataset.data_root=... at your copy.')
@@ -113,7 +116,16 @@ def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
                for key in ('ann_file', 'seg_prefix')
                if metric.get(key) and not osp.exists(metric[key])]
     if missing:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f'Metric annotations not found: {", ".join(missing)} does not exist. With another '
             f'data_root, point these at the same copy too (--cfg-options '
             f'{evaluator}.ann_file=...).')
+
+
+def run_cli(main) -> None:
+    """Run a tool's ``main``; a user's bad input ends it with its message and exit status 1,
+    without a traceback (the message already names the problem and the fix)."""
+    try:
+        main()
+    except XDecoderInputError as e:
+        sys.exit(f'error: {e}')
