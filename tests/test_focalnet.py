@@ -197,6 +197,8 @@ def test_parity_with_official_focalt(synthetic_state_dict, parity_dir):
             want = ref[name].to(got.dtype)
             rel = ((got - want).abs().max() / want.abs().max()).item()
             report[f'res{level}.{name}'] = rel
+            # No threshold in the backbone: fp32 summation order only rounds (measured
+            # <= 4.1e-6); 1e-4 is the sample's bound.
             assert rel <= 1e-4, f'res{level} {name}: relative max diff {rel:.3g}'
         ref_std = float(ref['std'])
         report[f'res{level}.mean'] = abs(f.mean().item() - float(ref['mean'])) / ref_std

@@ -4,6 +4,11 @@ The parity sample's photo goes through the inferencer with the sample's seed-1 w
 files it saves are compared with the official golden outputs (the inputs are already at each
 task's test scale, where the inferencer's resize is the identity). Smaller checks run on tiny
 images (``scale=64``) to stay fast.
+
+The inferencer's model runs in float64: the golden comparisons and the "same result two ways"
+checks (batch vs one at a time, array vs file) are about the algorithm, and in fp32 a mask logit
+within ~1e-5 of the attention-mask threshold flips under another summation order and cascades
+(see conftest ``parity_model``).
 """
 import json
 import os
@@ -17,10 +22,10 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from xdecoder_test_utils import ROOT, run_on_image
 
 from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer, load_saved, parse_texts
 from projects.XDecoder.xdecoder.tokenizer import SOT_ID
-from xdecoder_test_utils import ROOT, run_on_image
 
 # Greedy steps for the caption check: step s depends only on the steps before it, so the first
 # 10 ids must equal the golden ones. The 50-step parity is in test_parity_tasks.py.
@@ -31,8 +36,11 @@ SMALL = ['sky', 'tree', 'person']
 
 @pytest.fixture(scope='module')
 def inferencer(synthetic_checkpoint):
-    return XDecoderInferencer('xdecoder-tiny_zeroshot_semseg.py', weights=str(synthetic_checkpoint),
-                              device='cpu', test_cfg=dict(caption_steps=CAPTION_STEPS))
+    inferencer = XDecoderInferencer('xdecoder-tiny_zeroshot_semseg.py',
+                                    weights=str(synthetic_checkpoint), device='cpu',
+                                    test_cfg=dict(caption_steps=CAPTION_STEPS))
+    inferencer.model.double()
+    return inferencer
 
 
 @pytest.fixture(scope='module')
@@ -92,7 +100,7 @@ def test_semantic_matches_golden(inferencer, vocab, parity_dir, out_root):
     saved = np.asarray(Image.open(folder / 'semantic.png'))
     golden = np.asarray(Image.open(parity_dir / 'golden' / 'semantic.png'))
     assert saved.dtype == np.uint8 and saved.shape == golden.shape
-    assert (saved == golden).mean() >= 0.995
+    assert (saved == golden).mean() >= 0.995  # the sample's tolerance (measured: 99.998 %)
     assert json.loads((folder / 'meta.json').read_text())['classes'] == vocab['semantic_12']
     assert_same_prediction(load_saved(folder), pred)
 
@@ -110,7 +118,7 @@ def test_panoptic_matches_golden(inferencer, vocab, parity_dir, out_root):
     for seg, g in zip(segments, golden):
         assert (seg['id'], seg['label'], seg['isthing']) == \
             (g['id'], g['category_id'], g['isthing'])
-        assert iou(ids == seg['id'], golden_ids == g['id']) > 0.99
+        assert iou(ids == seg['id'], golden_ids == g['id']) > 0.99  # the sample's tolerance
     assert_same_prediction(load_saved(folder), pred)
 
 
@@ -131,6 +139,7 @@ def test_instance_matches_golden(inferencer, vocab, parity_dir, out_root):
                 matched += 1
                 break
     assert matched >= 19
+    # The sample's score tolerance (its float64 re-run: max |diff| 9e-5).
     assert np.allclose([d['score'] for d in saved], [g['score'] for g in golden], atol=1e-3)
     assert_same_prediction(load_saved(folder), pred)
 
@@ -144,7 +153,7 @@ def test_referring_matches_golden(inferencer, vocab, parity_dir, out_root):
         saved = np.asarray(Image.open(folder / 'referring' / f'{k}.png'))
         assert set(np.unique(saved)) <= {0, 255}
         g = np.asarray(Image.open(parity_dir / 'golden' / name)) > 127
-        assert iou(saved == 255, g) >= 0.99
+        assert iou(saved == 255, g) >= 0.99  # the sample's tolerance (measured: 1.0)
     assert_same_prediction(load_saved(folder), pred)
 
 
@@ -251,9 +260,8 @@ def test_vocabulary_as_list_or_string(inferencer):
 # ------------------------------------------------------------------ (e) batching
 def test_batch_of_three_matches_one_at_a_time(inferencer, parity_dir):
     # Same-size images: padding is not masked in the model, so only then may a batch equal
-    # single runs. They agree up to float summation order in batched kernels, which the sample
-    # weights' sharp class softmax (logit scale 300) amplifies: measured, same labels, scores
-    # within 1e-5, masks identical.
+    # single runs. In float64 batched kernels differ from single ones by ~1e-13; the returned
+    # scores are float32, whose rounding (ulp 6e-8 below 1) bounds their difference.
     photo = cv2.imread(photo_path(parity_dir, 224))
     crops = [photo[:64, x:x + 96] for x in (0, 120, 240)]
     kwargs = dict(texts=SMALL, task='instance', scale=64)
@@ -261,8 +269,8 @@ def test_batch_of_three_matches_one_at_a_time(inferencer, parity_dir):
     many = [p['instances'] for p in inferencer(crops, batch_size=3, **kwargs)['predictions']]
     for a, b in zip(one, many):
         assert np.array_equal(a['labels'], b['labels'])
-        assert np.abs(a['scores'] - b['scores']).max() < 1e-4
-        assert (a['masks'] == b['masks']).mean() > 0.9999
+        assert np.abs(a['scores'] - b['scores']).max() <= 1e-7
+        assert np.array_equal(a['masks'], b['masks'])
 
 
 # ------------------------------------------------------------------ retrieval semantics

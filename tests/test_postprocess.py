@@ -1,4 +1,7 @@
-"""Per-task post-processing on hand-made logits whose right answers are worked out in the test."""
+"""Per-task post-processing on hand-made logits whose right answers are worked out in the test.
+
+``assert_close`` without tolerances uses torch's per-dtype defaults (float64: 1e-7, fp32:
+1.3e-6 relative): both sides evaluate the same formula, so they differ by rounding only."""
 import math
 
 import pytest
@@ -49,6 +52,7 @@ def test_resize_constant_stays_constant():
     x = torch.full((2, 8, 12), 1.5)
     out = resize_to_original(x, (32, 48), (30, 45), (61, 91))
     assert out.shape == (2, 61, 91)
+    # Antialiased bicubic weights sum to 1 up to fp32 rounding (~1e-7 x 1.5, twice resized).
     torch.testing.assert_close(out, torch.full_like(out, 1.5), atol=1e-5, rtol=0)
 
 
@@ -302,6 +306,7 @@ def test_panoptic_official_rules():
     assert (seg == seg[0]).all()
     assert [(s['id'], s['label'], s['isthing'], s['area'], s['query_id']) for s in segments] == [
         (1, 0, True, 8, 0), (2, 1, False, 8, 2)]
+    # fp32 softmax vs the float64 hand computation: approx's rel 1e-6 > fp32 rounding 6e-8.
     assert segments[0]['score'] == pytest.approx(softmax(PAN_CLS[0])[0])
 
 
@@ -408,6 +413,8 @@ def test_retrieval_scores_cosine_and_ensemble():
     r = 1 / math.sqrt(2)
     cos_dec = torch.tensor([[0.0, 1.0, r], [r, r, 1.0]], dtype=torch.float64)
     cos_back = torch.tensor([[1.0, 0.0, r], [0.0, 1.0, r]], dtype=torch.float64)
+    # The embeddings are normalised as x / (|x| + 1e-7) (official): cosines within 1e-7 of the
+    # exact ones here (|x| >= 1), 1e-5 once scaled by 100.
     torch.testing.assert_close(retrieval_scores(img, txt), cos_dec, atol=1e-6, rtol=0)
     torch.testing.assert_close(retrieval_scores(img, txt, backbone_image_embeds=back),
                                0.5 * cos_dec + 0.5 * cos_back, atol=1e-6, rtol=0)

@@ -24,12 +24,26 @@ def read_manifest(path):
 
 
 def build_model(config='xdecoder-tiny_zeroshot_semseg.py', **model_overrides):
-    import projects.XDecoder.xdecoder  # noqa: F401  (registers the modules)
     from mmdet.registry import MODELS
+
+    import projects.XDecoder.xdecoder  # noqa: F401  (registers the modules)
     cfg = Config.fromfile(str(CONFIGS / config))
     init_default_scope('mmdet')
     cfg.model.update(model_overrides)
     return MODELS.build(cfg.model).eval()
+
+
+def memoize(fn, key):
+    """``fn`` computing once per ``key(*args)``; the results are in ``wrapper.cache``."""
+    results = {}
+
+    def wrapper(*args):
+        k = key(*args)
+        if k not in results:
+            results[k] = fn(*args)
+        return results[k]
+    wrapper.cache = results
+    return wrapper
 
 
 def run_on_image(model, rgb: np.ndarray, **metainfo):

@@ -385,6 +385,9 @@ class FocalNet(BaseModule):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        # mmengine's data preprocessor always gives float32; a model converted with .double()
+        # (the tests check algorithms in float64) computes in its own dtype.
+        x = x.to(self.patch_embed.proj.weight.dtype)
         x = self.pos_drop(self.patch_embed(x))
         outs = []
         for i, stage in enumerate(self.layers):

@@ -75,13 +75,14 @@ def clean_class_name(name: str) -> str:
 
 
 class _LayerNormFP32(nn.LayerNorm):
-    """LayerNorm evaluated in float32 whatever the input dtype: with eps=1e-12
-    a half-precision variance would underflow to a division by ~0."""
+    """LayerNorm evaluated in at least float32 whatever the input dtype: with eps=1e-12 a
+    half-precision variance would underflow to a division by ~0 (float64 stays float64)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.float() if self.weight is not None else None
-        bias = self.bias.float() if self.bias is not None else None
-        y = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        weight = self.weight.to(dtype) if self.weight is not None else None
+        bias = self.bias.to(dtype) if self.bias is not None else None
+        y = F.layer_norm(x.to(dtype), self.normalized_shape, weight, bias, self.eps)
         return y.to(x.dtype)
 
 
