@@ -1,5 +1,7 @@
 """Shared fixtures: the parity sample copied from the official implementation and its weights."""
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,11 @@ import torch
 DATA = Path(__file__).parent / 'data'
 PARITY = DATA / 'parity_sample'
 
+
+def pytest_configure(config):
+    """Class embeddings cached on disk go to a folder of this run (inherited by the tools the
+    tests start), not into the user's ~/.cache/xdecoder."""
+    os.environ['XDECODER_CACHE'] = tempfile.mkdtemp(prefix='xdecoder-test-cache-')
 
 
 def _make_weights_module():

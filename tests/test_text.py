@@ -1,5 +1,6 @@
 """Text side: CLIP tokenizer, UniCL text transformer, prompt-ensembled class embeddings."""
 import json
+import os.path as osp
 from functools import partial
 
 import pytest
@@ -291,7 +292,8 @@ def _counting(enc):
 
 
 def test_class_embedding_cache():
-    enc = TextEncoder(width=32, layers=1, heads=2, proj_dim=16, max_cached_vocabularies=2).eval()
+    enc = TextEncoder(width=32, layers=1, heads=2, proj_dim=16, max_cached_vocabularies=2,
+                      embedding_cache=False).eval()
     calls = _counting(enc)
     first = enc.class_embeddings(['sky', 'tree-merged'])
     assert first.shape == (3, 16) and calls
@@ -354,3 +356,58 @@ def test_registered_and_class_similarity():
                                rtol=1e-5, atol=1e-4)  # unclamped
     # (fp32 ulp at 300 is 3e-5; two orders of the 16-term dot product: measured 1.5e-5.)
 
+
+# ------------------------------------------------------------------------------ disk cache
+def test_disk_cache_serves_a_second_encoder_and_keys_on_weights(tmp_path):
+    """A second process (here: a second encoder with the same weights) reads the vocabulary
+    from disk without running the transformer; other names or other weights are other files."""
+    torch.manual_seed(0)
+    first = TextEncoder(width=32, layers=1, heads=2, proj_dim=16, embedding_cache=str(tmp_path))
+    reference = first.class_embeddings(['sky', 'tree-merged'])
+    assert len(list(tmp_path.glob('*.pt'))) == 1
+
+    second = TextEncoder(width=32, layers=1, heads=2, proj_dim=16, embedding_cache=str(tmp_path))
+    second.load_state_dict(first.state_dict())
+    calls = _counting(second)
+    assert torch.equal(second.class_embeddings(['sky', 'tree-merged']), reference)
+    assert calls == []
+    second.class_embeddings(['sky', 'tree'])  # other names: computed, a second file
+    assert calls and len(list(tmp_path.glob('*.pt'))) == 2
+
+    calls.clear()
+    with torch.no_grad():
+        second.lang_proj.add_(0.01)  # other weights: computed again, not the stale file
+    changed = second.class_embeddings(['sky', 'tree-merged'])
+    assert calls and not torch.equal(changed, reference)
+    assert len(list(tmp_path.glob('*.pt'))) == 3
+
+
+def test_corrupt_cache_file_is_ignored_and_rewritten(tmp_path):
+    torch.manual_seed(0)
+    enc = TextEncoder(width=32, layers=1, heads=2, proj_dim=16, embedding_cache=str(tmp_path))
+    reference = enc.class_embeddings(['sky']).clone()
+    (path, ) = tmp_path.glob('*.pt')
+    for damage in (b'', b'not a torch file', path.read_bytes()[:100]):  # empty, foreign, cut
+        path.write_bytes(damage)
+        enc.clear_cache()
+        calls = _counting(enc)
+        assert torch.equal(enc.class_embeddings(['sky']), reference)
+        assert calls  # recomputed ...
+        loaded = torch.load(path, weights_only=True)  # ... and rewritten whole
+        assert loaded['names'] == ['sky'] and torch.equal(loaded['embeddings'], reference)
+
+
+def test_concurrent_writers_leave_a_whole_file(tmp_path):
+    """dist_test.sh starts one process per GPU; they may all write the same vocabulary at once.
+    Each writes a private file and renames it over the target: no reader sees a partial one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from projects.XDecoder.xdecoder.embedding_cache import EmbeddingDiskCache
+    cache = EmbeddingDiskCache(str(tmp_path / 'embeddings'))
+    path = cache.path('weights', ['sky'], ['{}.'])
+    tensors = [torch.full((2, 4096), float(i)) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: cache.save(path, ['sky'], t), tensors * 4))
+    got = cache.load(path, ['sky'], (2, 4096), 'cpu')
+    assert any(torch.equal(got, t) for t in tensors)
+    assert [p.name for p in (tmp_path / 'embeddings').iterdir()] == [osp.basename(path)]

@@ -3,9 +3,11 @@
     python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--short-side 640]
         [--aspect 1.5] [--iters 5] [--warmup 1] [--device cpu|cuda] [--classes a b c]
 
-Random weights are used when no checkpoint is given (speed does not depend on the values). The
-vocabulary defaults to the config dataset's class names; its text embeddings are computed once,
-timed separately, and cached, as in a real run.
+Random weights (seeded, so the same in every run) are used when no checkpoint is given: speed
+does not depend on the values. The vocabulary defaults to the config dataset's class names; its
+text embeddings are timed separately, as a real run gets them: from the disk cache
+($XDECODER_CACHE/embeddings) when an earlier run with the same weights made them, else computed
+and stored (run the benchmark twice to see both).
 """
 import argparse
 import os.path as osp
@@ -48,6 +50,7 @@ def main():
     import projects.XDecoder.xdecoder  # noqa: F401
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(args.device).eval()
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
@@ -81,7 +84,8 @@ def main():
     print(f'config: {osp.basename(args.config)}  task: {model.task}  device: {args.device}  '
           f'threads: {torch.get_num_threads()}')
     print(f'input: {h}x{w}  vocabulary: {len(classes)} names')
-    print(f'class embeddings ({len(classes)} names x 81 templates, once per run): {text_s:.1f} s')
+    print(f'class embeddings ({len(classes)} names x 81 templates, once per run; '
+          f'{model.text_encoder.last_embedding_source}): {text_s:.1f} s')
     print(f'inference: {args.iters / elapsed:.3f} images/s ({elapsed / args.iters:.2f} s/image)')
     print(f'peak memory: {peak_memory_mib(args.device):.0f} MiB '
           f'({"CUDA allocated" if args.device.startswith("cuda") else "process RSS"})')

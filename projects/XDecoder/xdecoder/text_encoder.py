@@ -12,14 +12,16 @@ that makes the 81-template class embeddings ~2.5x cheaper.  The numerics
 checked against open_clip in ``tests/test_text.py``.
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.registry import MODELS
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
+from .embedding_cache import EmbeddingDiskCache, default_cache_folder, weights_hash
 from .postprocess import l2_normalize
 from .tokenizer import CONTEXT_LENGTH, EOT_ID, VOCAB_SIZE, CLIPTokenizer
 
@@ -255,6 +257,10 @@ class TextEncoder(BaseModule):
             shape (X-Decoder focal-T: 77, 49408, 512, 12, 8).
         proj_dim (int): output width of ``lang_proj``. Default 512.
         max_cached_vocabularies (int): in-memory class-embedding cache size.
+        embedding_cache (bool | str): also keep class embeddings on disk, keyed by a hash of
+            these weights, the names and the prompt templates (see ``embedding_cache.py``):
+            True = ``$XDECODER_CACHE/embeddings`` (default ``~/.cache/xdecoder/embeddings``),
+            a str = that folder, False = memory only.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -266,6 +272,7 @@ class TextEncoder(BaseModule):
                  heads: int = 8,
                  proj_dim: int = 512,
                  max_cached_vocabularies: int = 8,
+                 embedding_cache: Union[bool, str] = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.transformer = TextTransformer(context_length, vocab_size, width, layers, heads)
@@ -275,6 +282,12 @@ class TextEncoder(BaseModule):
         self.tokenizer = CLIPTokenizer(context_length)
         self.max_cached_vocabularies = max_cached_vocabularies
         self._class_cache: 'OrderedDict[tuple, torch.Tensor]' = OrderedDict()
+        if embedding_cache is True:
+            embedding_cache = default_cache_folder()
+        self.disk_cache = EmbeddingDiskCache(embedding_cache) if embedding_cache else None
+        self._weights_hash: Optional[Tuple[tuple, str]] = None  # (fingerprint, hash)
+        # Where the last class_embeddings() call found its result: memory, disk or computed.
+        self.last_embedding_source: Optional[str] = None
 
     @property
     def device(self) -> torch.device:
@@ -325,16 +338,41 @@ class TextEncoder(BaseModule):
 
         Returns:
             Tensor[K+1, D] on the module's device.  The result is cached per
-            vocabulary and weight state; the same tensor object is returned
-            again, so do not modify it in place.
+            vocabulary and weight state, in memory and (``embedding_cache``)
+            on disk; the same tensor object is returned again, so do not
+            modify it in place.
         """
         names = self._check_vocabulary(names)
-        key = (names, self._weights_fingerprint())
+        fingerprint = self._weights_fingerprint()
+        key = (names, fingerprint)
         cached = self._class_cache.get(key)
         if cached is not None:
             self._class_cache.move_to_end(key)
+            self.last_embedding_source = 'memory'
             return cached
 
+        path = None
+        if self.disk_cache is not None:
+            if self._weights_hash is None or self._weights_hash[0] != fingerprint:
+                self._weights_hash = (fingerprint, weights_hash(self))
+            path = self.disk_cache.path(self._weights_hash[1], names,
+                                        PROMPT_TEMPLATES + _NAME_SUFFIXES + (BACKGROUND, ))
+            shape = (len(names) + 1, self.lang_proj.shape[1])
+            mean = self.disk_cache.load(path, names, shape, self.device)
+            if mean is not None:
+                self.last_embedding_source = 'disk cache'
+                return self._remember(key, mean.to(self.lang_proj.dtype))
+        # Seconds to a minute for a dataset's vocabulary on a CPU: say what is going on.
+        print_log(f'Embedding {len(names)} class names (+ background) x '
+                  f'{len(PROMPT_TEMPLATES)} prompt templates'
+                  + (f'; cached in {path}' if path else ''), logger='current')
+        mean = self._embed_names(names)
+        if path is not None:
+            self.disk_cache.save(path, names, mean)
+        self.last_embedding_source = 'computed'
+        return self._remember(key, mean)
+
+    def _embed_names(self, names: Tuple[str, ...]) -> torch.Tensor:
         cleaned = [clean_class_name(n) for n in names + (BACKGROUND,)]
         prompts_per_template = [[self.tokenizer.tokenize(template.format(n)) for n in cleaned]
                                 for template in PROMPT_TEMPLATES]
@@ -343,17 +381,20 @@ class TextEncoder(BaseModule):
             feats = torch.stack(self._eot_features(prompts_per_template))
         feats = l2_normalize(feats)  # [T, K+1, D]
         mean = feats.mean(dim=0)
-        mean = mean / mean.norm(dim=-1, keepdim=True)
+        return mean / mean.norm(dim=-1, keepdim=True)
 
-        self._class_cache[key] = mean
+    def _remember(self, key: tuple, embeddings: torch.Tensor) -> torch.Tensor:
+        self._class_cache[key] = embeddings
         while len(self._class_cache) > max(self.max_cached_vocabularies, 0):
             self._class_cache.popitem(last=False)
-        return mean
+        return embeddings
 
     def clear_cache(self) -> None:
-        """Drop cached class embeddings (needed only after editing weights
-        through ``.data``, which bypasses the version counters)."""
+        """Drop the in-memory class embeddings (needed only after editing
+        weights through ``.data``, which bypasses the version counters; the
+        disk cache is keyed by the weights' values and stays valid)."""
         self._class_cache.clear()
+        self._weights_hash = None
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._class_cache.clear()
