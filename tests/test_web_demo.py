@@ -245,6 +245,15 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(server, browser, pho
     type_into(browser, 'phrases', 'the rocket')
     assert run_and_wait(browser).startswith('Error: Captioning describes the whole image and '
                                             'takes no phrase')
+    # An unreadable file (here in the retrieval box) is named in the message.
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    choose_task(browser, 'Retrieval')
+    wait_for(lambda: find(browser, '#input-files input[type=file]'), 30, 'the images box')
+    find(browser, '#input-files input[type=file]').send_keys(str(broken))
+    wait_for(lambda: 'broken' in find(browser, '#input-files').text, 30, 'the upload')
+    status = run_and_wait(browser)
+    assert status.startswith('Error: Cannot decode image') and 'broken.jpg' in status, status
     assert 'Traceback' not in browser.page_source
     # ... and still serves.
     choose_task(browser, 'Semantic segmentation')
