@@ -35,9 +35,19 @@ LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @pytest.fixture(scope='module')
 def web_demo():
+    """The demo module; the environment it sets for Gradio is put back afterwards."""
+    keys = ('GRADIO_ANALYTICS_ENABLED', 'HF_HUB_DISABLE_TELEMETRY', 'HF_HUB_OFFLINE')
+    saved = {k: os.environ.get(k) for k in keys}
     sys.path.insert(0, str(ROOT / 'demo'))
+    import gradio.analytics
     import web_demo
-    return web_demo
+    assert not gradio.analytics.analytics_enabled()
+    yield web_demo
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope='module')
@@ -62,8 +72,11 @@ def free_port() -> int:
 @pytest.fixture(scope='module')
 def server(web_demo, inferencer, synthetic_checkpoint, tmp_path_factory):
     """The app as ``python demo/web_demo.py`` starts it, sharing the test's inferencer."""
+    builds = []
+
     def shared(model, weights, device):
         assert (model, weights, device) == (CONFIG, str(synthetic_checkpoint), 'cpu')
+        builds.append(model)
         return inferencer
 
     original, web_demo.XDecoderInferencer = web_demo.XDecoderInferencer, shared
@@ -75,7 +88,7 @@ def server(web_demo, inferencer, synthetic_checkpoint, tmp_path_factory):
     finally:
         web_demo.XDecoderInferencer = original
     assert url.startswith('http://127.0.0.1:')
-    yield url.rstrip('/'), out
+    yield url.rstrip('/'), builds
     demo.close()
 
 
@@ -175,8 +188,9 @@ def loaded_urls(driver):
 
 
 # ------------------------------------------------------------------ browser tests
-def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo, tmp_path):
-    url, out = server
+def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo, tmp_path,
+                                             monkeypatch):
+    url, builds = server
     open_page(browser, url)
     # The vocabulary starts with the config dataset's classes (ADE20K-150).
     classes = inferencer.dataset_classes()['classes']
@@ -190,7 +204,13 @@ def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo,
     type_into(browser, 'vocabulary', ' . '.join(SMALL))
     status = run_and_wait(browser)
     assert status.startswith('Done: semantic segmentation on 1 image'), status
+    # The same call here finds the page's class embeddings in the shared model's cache.
+    encoder = inferencer.model.text_encoder
+    computed = []
+    monkeypatch.setattr(encoder, '_eot_features',
+                        lambda *a, f=encoder._eot_features: computed.append(1) or f(*a))
     expected = inferencer(photo, texts=SMALL, task='semantic', return_vis=True, scale=SCALE)
+    assert not computed
     drawing, natural = shown_image(browser, '#drawing img')
     assert natural == (width, height) and drawing.shape == (height, width, 3)
     assert np.array_equal(drawing, expected['visualization'][0])  # PNG: lossless
@@ -230,7 +250,7 @@ def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo,
 
 
 def test_bad_input_gets_a_message_and_the_app_keeps_serving(server, browser, photo, tmp_path):
-    url, _ = server
+    url, builds = server
     open_page(browser, url)
     choose_task(browser, 'Semantic segmentation')
     assert run_and_wait(browser).startswith('Error: No image: upload a photo')
@@ -259,6 +279,7 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(server, browser, pho
     choose_task(browser, 'Semantic segmentation')
     type_into(browser, 'vocabulary', ' . '.join(SMALL))
     assert run_and_wait(browser).startswith('Done: semantic segmentation')
+    assert len(builds) == 1  # one model per process, whatever the requests
 
 
 # ------------------------------------------------------------------ without a browser
