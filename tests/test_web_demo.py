@@ -282,6 +282,55 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(server, browser, pho
     assert len(builds) == 1  # one model per process, whatever the requests
 
 
+class Held:
+    """The inferencer, holding each call until the test lets it go."""
+
+    def __init__(self, inner):
+        self.inner, self.started, self.release = inner, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, *args, **kwargs):
+        self.started.set()
+        assert self.release.wait(120)
+        return self.inner(*args, **kwargs)
+
+
+def test_a_long_request_shows_progress_and_the_next_waits_in_the_queue(web_demo, inferencer,
+                                                                       browser, photo):
+    held = Held(inferencer)
+    page = web_demo.WebDemo(held, scale=SCALE)
+    demo = page.build()
+    _, url, _ = web_demo.launch(demo, page.out_root, port=free_port(), block=False)
+    first = browser.current_window_handle
+    try:
+        for tab in range(2):
+            if tab:
+                browser.switch_to.new_window('tab')
+            open_page(browser, url)
+            upload(browser, photo)
+            type_into(browser, 'vocabulary', ' . '.join(SMALL))
+            find(browser, '#run').click()
+            if not tab:
+                assert held.started.wait(60)
+                wait_for(lambda: 'Running semantic segmentation' in find(browser, '#status').text,
+                         30, 'the progress message')
+        wait_for(lambda: 'queue: 1/1' in find(browser, '#status').text, 30, 'the queue position')
+        held.release.set()
+        for handle in browser.window_handles[::-1]:
+            browser.switch_to.window(handle)
+            wait_for(lambda: find(browser, '#status').text.startswith('Done'), 120, 'the result')
+    finally:
+        held.release.set()
+        for handle in browser.window_handles:
+            if handle != first:
+                browser.switch_to.window(handle)
+                browser.close()
+        browser.switch_to.window(first)
+        demo.close()
+
+
 # ------------------------------------------------------------------ without a browser
 @pytest.fixture(scope='module')
 def page(web_demo, inferencer, tmp_path_factory):
