@@ -188,7 +188,7 @@ def loaded_urls(driver):
 
 
 # ------------------------------------------------------------------ browser tests
-def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo, tmp_path,
+def test_semantic_and_caption_in_the_browser(browser, server, inferencer, photo, tmp_path,
                                              monkeypatch):
     url, builds = server
     open_page(browser, url)
@@ -249,7 +249,7 @@ def test_semantic_and_caption_in_the_browser(server, browser, inferencer, photo,
         loaded_urls(browser)
 
 
-def test_bad_input_gets_a_message_and_the_app_keeps_serving(server, browser, photo, tmp_path):
+def test_bad_input_gets_a_message_and_the_app_keeps_serving(browser, server, photo, tmp_path):
     url, builds = server
     open_page(browser, url)
     choose_task(browser, 'Semantic segmentation')
@@ -297,8 +297,8 @@ class Held:
         return self.inner(*args, **kwargs)
 
 
-def test_a_long_request_shows_progress_and_the_next_waits_in_the_queue(web_demo, inferencer,
-                                                                       browser, photo):
+def test_a_long_request_shows_progress_and_the_next_waits_in_the_queue(browser, web_demo,
+                                                                       inferencer, photo):
     held = Held(inferencer)
     page = web_demo.WebDemo(held, scale=SCALE)
     demo = page.build()
