@@ -146,7 +146,8 @@ def choose_task(driver, label):
 
 def type_into(driver, box_id, text):
     from selenium.webdriver.common.keys import Keys
-    box = find(driver, f'#{box_id} textarea') or find(driver, f'#{box_id} input')
+    # A box appears once the task's layout has come back from the server.
+    box = wait_for(lambda: find(driver, f'#{box_id} textarea'), 30, f'the box {box_id!r}')
     box.send_keys(Keys.CONTROL, 'a')
     box.send_keys(Keys.DELETE)
     if text:
