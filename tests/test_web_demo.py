@@ -407,3 +407,29 @@ def test_retrieval_table(page, inferencer, photo, parity_dir):
     assert [name for _, name in gallery['value']] == ['rocket', 'input_224']
     with zipfile.ZipFile(archive) as z:
         assert json.loads(z.read('retrieval.json')) == want
+
+
+def test_the_other_tasks_draw_and_list(page, photo):
+    """Instance, panoptic, referring and referring captioning through the page's function."""
+    width, height = Image.open(photo).size
+    # things + stuff = SMALL: the class embeddings of the browser test are reused.
+    runs = dict(instance=dict(vocabulary='sky . tree', stuff='rocket'),
+                panoptic=dict(vocabulary='sky . tree', stuff='rocket'),
+                referring=dict(phrases='the rocket\nthe sky'),
+                **{'ref-caption': dict(phrases='the rocket')})
+    for task, texts in runs.items():
+        status, drawing, _, legend, caption, _, archive = predict(page, task, image=photo,
+                                                                  **texts)
+        assert status.startswith('Done'), (task, status)
+        assert drawing['value'].shape == (height, width, 3), task
+        assert legend.startswith(('<table class="legend">', '<p>Nothing found')), task
+        if task == 'panoptic':
+            assert '(thing)' in legend or 'rocket' in legend or 'Nothing' in legend
+        if task in ('referring', 'ref-caption'):
+            for phrase in texts['phrases'].splitlines():
+                assert f'<td>{phrase}</td>' in legend
+        assert caption['visible'] == (task == 'ref-caption')
+        if task == 'ref-caption':
+            assert caption['value']
+        with zipfile.ZipFile(archive) as z:
+            assert json.loads(z.read('rocket/meta.json'))['task'] == task
