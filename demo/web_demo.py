@@ -391,12 +391,17 @@ CSS = """
 
 def launch(demo: gr.Blocks, out_root: str, host: str = '127.0.0.1', port: int = 7860,
            share: bool = False, block: bool = True):
-    """Serve the page; returns ``(app, local_url, share_url)`` (``block=False``: at once)."""
-    return demo.launch(server_name=host, server_port=port, share=share,
-                       prevent_thread_lock=not block, show_error=True, quiet=False,
-                       allowed_paths=[osp.abspath(out_root)], run_history=False,
-                       enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
-                       css=CSS)
+    """Serve the page; returns ``(app, local_url, share_url)`` once it is up, or with
+    ``block=True`` serves until Ctrl+C."""
+    app, url, share_url = demo.launch(
+        server_name=host, server_port=port, share=share, prevent_thread_lock=True,
+        show_error=True, quiet=True, allowed_paths=[osp.abspath(out_root)], run_history=False,
+        enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False, css=CSS)
+    print(f'X-Decoder web demo on {url}' + (f' and {share_url}' if share_url else '') +
+          f'; predictions under {out_root}', flush=True)
+    if block:
+        demo.block_thread()  # until Ctrl+C
+    return app, url, share_url
 
 
 def parse_args(argv=None):
@@ -424,7 +429,7 @@ def main(argv=None, block: bool = True):
     """Build the model once, then serve. ``block=False`` returns ``(demo, local_url)`` with
     the server running in the background (tests)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.WARNING)  # tracebacks of failed requests
     inferencer = XDecoderInferencer(args.config, weights=args.weights, device=args.device)
     page = WebDemo(inferencer, out_root=args.out_dir, scale=args.scale, keep=args.keep)
     demo = page.build()

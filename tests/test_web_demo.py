@@ -146,6 +146,7 @@ def choose_task(driver, label):
 
 def type_into(driver, box_id, text):
     from selenium.webdriver.common.keys import Keys
+
     # A box appears once the task's layout has come back from the server.
     box = wait_for(lambda: find(driver, f'#{box_id} textarea'), 30, f'the box {box_id!r}')
     box.send_keys(Keys.CONTROL, 'a')
@@ -342,6 +343,11 @@ def page(web_demo, inferencer, tmp_path_factory):
 def predict(page, task='semantic', image=None, files=None, vocabulary='', stuff='',
             phrases='', scale=SCALE):
     return page.predict(task, image, files, vocabulary, stuff, phrases, scale)
+
+
+def test_missing_checkpoint_says_where_to_get_it(web_demo, tmp_path):
+    with pytest.raises(FileNotFoundError, match='wget https://huggingface.co'):
+        web_demo.main([CONFIG, '--weights', str(tmp_path / 'xdecoder_focalt_best_openseg.pt')])
 
 
 def test_unreadable_file_and_internal_errors_are_one_line(page, tmp_path, monkeypatch):
