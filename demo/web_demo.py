@@ -202,8 +202,9 @@ class WebDemo:
                                          pred_score_thr=PRED_SCORE_THR, **kwargs)
                 seconds = time.perf_counter() - start
                 palette = self._palette()
-            progress(0.9, desc='Packing the download')
-            return self._outputs(task, result, out_dir, seconds, palette)
+                progress(0.9, desc='Packing the download')
+                # Inside the lock too: pruning old results never meets a folder being zipped.
+                return self._outputs(task, result, out_dir, seconds, palette)
         except (InputError, ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
             return self._message(f'**Error:** {e}')
         except Exception as e:  # anything else: logged in full, one line in the page
