@@ -21,13 +21,17 @@ if [ "${XDECODER_MMCV_CUDA:-0}" = 1 ]; then OPS=cuda; else OPS=cpu; fi
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
-# Java runs pycocoevalcap's PTB tokenizer and METEOR (caption metrics).
-if ! command -v java >/dev/null 2>&1; then
+# System packages: Java runs pycocoevalcap's PTB tokenizer and METEOR (caption metrics); Chromium
+# and its driver let the tests drive the web demo in a real (headless) browser.
+apt_missing=()
+command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium chromium-driver)
+if [ ${#apt_missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        log "installing a headless Java runtime for the caption metrics"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+        log "installing ${apt_missing[*]} (caption metrics, web demo test)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
     else
-        log "WARNING: no java found; caption metrics (METEOR, PTB tokenizer) need a Java runtime (e.g. apt-get install openjdk-17-jre-headless)"
+        log "WARNING: missing ${apt_missing[*]}: caption metrics (METEOR, PTB tokenizer) need Java, the web demo's browser test needs Chromium (it is skipped without); e.g. apt-get install ${apt_missing[*]}"
     fi
 fi
 
@@ -68,7 +72,8 @@ if [ ! -f "$VENV/.complete" ]; then
     log "environment built in $(( $(date +%s) - start )) s"
 fi
 
-$PIP install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+$PIP install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/demo.txt" \
+    -r "$ROOT/requirements/tests.txt"
 ln -sfn "$VENV" "$ROOT/.venv"
 # Editable install of this clone (seconds); pip's build chatter goes to a log unless it fails.
 if ! $PIP install -q --no-deps --no-build-isolation -e "$ROOT" \
