@@ -69,6 +69,7 @@ def main():
         start = time.perf_counter()
         model.text_encoder.class_embeddings(classes)
         text_s = time.perf_counter() - start
+        text_source = model.text_encoder.last_embedding_source
         for _ in range(args.warmup):
             model.test_step(data)
         if args.device.startswith('cuda'):
@@ -85,7 +86,7 @@ def main():
           f'threads: {torch.get_num_threads()}')
     print(f'input: {h}x{w}  vocabulary: {len(classes)} names')
     print(f'class embeddings ({len(classes)} names x 81 templates, once per run; '
-          f'{model.text_encoder.last_embedding_source}): {text_s:.1f} s')
+          f'{text_source}): {text_s:.1f} s')
     print(f'inference: {args.iters / elapsed:.3f} images/s ({elapsed / args.iters:.2f} s/image)')
     print(f'peak memory: {peak_memory_mib(args.device):.0f} MiB '
           f'({"CUDA allocated" if args.device.startswith("cuda") else "process RSS"})')
