@@ -310,4 +310,3 @@ class XDecoderRetrievalLoss(nn.Module):
             losses['loss_retrieval_backbone'] = self.backbone_loss_weight * \
                 image_text_contrastive(pooled, text_embeds, logit_scale)
         return losses
-
