@@ -13,6 +13,7 @@ import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
+from test_training import regions  # three disjoint regions: left half, right quarters
 
 import projects.XDecoder.xdecoder  # noqa: F401  (registers the modules)
 from projects.XDecoder.xdecoder import segmentation_loss, vl_losses
@@ -30,15 +31,6 @@ def at_points(x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Bilinear values of maps ``x [M, H, W]`` at normalised points ``[M, P, 2]`` in [0, 1]."""
     grid = 2 * points[:, :, None].to(torch.float32) - 1
     return F.grid_sample(x[:, None].float(), grid, align_corners=False)[:, 0, :, 0]
-
-
-def square_masks(size: int) -> torch.Tensor:
-    """Three disjoint regions: left half, top-right and bottom-right quarters."""
-    masks = torch.zeros(3, size, size, dtype=torch.bool)
-    masks[0, :, :size // 2] = True
-    masks[1, :size // 2, size // 2:] = True
-    masks[2, size // 2:, size // 2:] = True
-    return masks
 
 
 # ------------------------------------------------------------------------ deep supervision
@@ -61,8 +53,8 @@ def grounding_case(seed: int, size: int = 32):
     (same mask, same group). Queries 4, 1, 2 are built to answer phrases 0, 1, 2 (masks right,
     embeddings equal to the phrase's); the others are random."""
     g = torch.Generator().manual_seed(seed)
-    regions = square_masks(size)
-    masks = torch.stack([regions[0], regions[1], regions[1]])
+    areas = regions(size)
+    masks = torch.stack([areas[0], areas[1], areas[1]])
     text = torch.randn(3, 8, generator=g)
     text[2] = text[1] + 0.3 * torch.randn(8, generator=g)
     embeds = torch.randn(QG, 8, generator=g)
@@ -154,15 +146,15 @@ def test_grounding_class_names_weigh_less_and_deep_supervision_names():
 def test_grounding_perfect_prediction_scores_far_below_random():
     torch.manual_seed(4)
     size = 64
-    regions = square_masks(size)
+    areas = regions(size)
     # Orthogonal phrases, and unmatched queries orthogonal to all of them: a perfect query is
     # unambiguous.
     text = torch.eye(10)[:3] * 2
-    targets = [InstanceData(masks=regions, text_embeds=text),
-               InstanceData(masks=regions[:1], text_embeds=text[:1])]
+    targets = [InstanceData(masks=areas, text_embeds=text),
+               InstanceData(masks=areas[:1], text_embeds=text[:1])]
     perfect_embeds = torch.eye(10)[3:3 + QG].repeat(2, 1, 1)
     perfect_masks = torch.full((2, QG, size // 4, size // 4), -10.0)
-    small = F.interpolate(regions[None].float(), size=(size // 4, ) * 2)[0] > 0.5
+    small = F.interpolate(areas[None].float(), size=(size // 4, ) * 2)[0] > 0.5
     for b, target in enumerate(targets):
         for phrase in range(len(target)):
             perfect_embeds[b, phrase] = text[phrase]

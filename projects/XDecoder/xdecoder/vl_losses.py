@@ -37,7 +37,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from .postprocess import _clamped_scale, l2_normalize
-from .segmentation_loss import name_deep_supervision, point_mask_losses, point_sampled_assign
+from .segmentation_loss import (mask_assigner, name_deep_supervision, point_mask_losses,
+                                point_sampled_assign)
 
 # How many of the decoder's last predictions each task supervises (None: all of them).
 OFFICIAL_TOP_LAYERS = dict(segmentation=None, grounding=6, captioning=3, retrieval=3)
@@ -125,19 +126,9 @@ class XDecoderGroundingLoss(nn.Module):
     """
 
     def __init__(self,
-                 assigner: Dict = dict(
-                     type='HungarianAssigner',
-                     match_costs=[
-                         dict(type='QuerySoftmaxCost', weight=2.0),
-                         dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
-                         dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
-                     ]),
-                 loss_mask: Dict = dict(
-                     type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0,
-                     reduction='mean'),
-                 loss_dice: Dict = dict(
-                     type='DiceLoss', use_sigmoid=True, activate=True, naive_dice=True, eps=1.0,
-                     loss_weight=1.0, reduction='mean'),
+                 assigner: Dict = mask_assigner('QuerySoftmaxCost'),
+                 loss_mask: Dict = dict(type='CrossEntropyLoss', use_sigmoid=True),
+                 loss_dice: Dict = dict(type='DiceLoss', naive_dice=True, eps=1.0),
                  class_weight: float = 0.4,
                  task_weights: Optional[Dict[str, float]] = None,
                  top_layers: Optional[int] = OFFICIAL_TOP_LAYERS['grounding'],
