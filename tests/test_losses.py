@@ -6,6 +6,7 @@ loops, log-softmax by hand, grid_sample instead of mmcv's point_sample), and a p
 is compared with a random one."""
 import math
 import socket
+import traceback
 
 import pytest
 import torch
@@ -297,19 +298,28 @@ def _rank_step(rank: int, port: int, images: torch.Tensor, texts: torch.Tensor,
     torch_dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                                   world_size=2)
     try:
-        half = slice(2 * rank, 2 * rank + 2)
-        mine = images[half].clone().requires_grad_()
-        feats = res5[half].clone().requires_grad_()
-        proj = proj.clone().requires_grad_()
-        losses = XDecoderRetrievalLoss(top_layers=1)([mine], texts[half], torch.tensor(0.5),
-                                                     feats, proj)
-        sum(losses.values()).backward()
-        # numpy arrays travel by value; tensors would travel as shared memory that this
-        # process releases when it exits.
-        results.put((rank, {k: v.detach().numpy() for k, v in losses.items()},
-                     mine.grad.numpy(), feats.grad.numpy(), proj.grad.numpy()))
+        _rank_losses(rank, images, texts, res5, proj, results)
+    except Exception:  # reported to the parent, which would otherwise wait for its timeout
+        results.put((rank, traceback.format_exc()))
     finally:
         torch_dist.destroy_process_group()
+
+
+def _rank_losses(rank: int, images: torch.Tensor, texts: torch.Tensor, res5: torch.Tensor,
+                 proj: torch.Tensor, results):
+    """This process's half of the batch through the retrieval loss; losses and gradients
+    to the parent."""
+    half = slice(2 * rank, 2 * rank + 2)
+    mine = images[half].clone().requires_grad_()
+    feats = res5[half].clone().requires_grad_()
+    proj = proj.clone().requires_grad_()
+    losses = XDecoderRetrievalLoss(top_layers=1)([mine], texts[half], torch.tensor(0.5),
+                                                 feats, proj)
+    sum(losses.values()).backward()
+    # numpy arrays travel by value; tensors would travel as shared memory that this
+    # process releases when it exits.
+    results.put((rank, {k: v.detach().numpy() for k, v in losses.items()},
+                 mine.grad.numpy(), feats.grad.numpy(), proj.grad.numpy()))
 
 
 def test_two_gloo_processes_give_the_loss_and_gradients_of_the_concatenated_batch():
@@ -331,6 +341,7 @@ def test_two_gloo_processes_give_the_loss_and_gradients_of_the_concatenated_batc
     outputs = {}
     for _ in procs:
         rank, losses, *grads = results.get(timeout=120)
+        assert not isinstance(losses, str), f'process {rank} failed:\n{losses}'
         outputs[rank] = [{k: torch.from_numpy(v) for k, v in losses.items()}] + [
             torch.from_numpy(grad) for grad in grads]
     for p in procs:
