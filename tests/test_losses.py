@@ -168,9 +168,10 @@ def test_grounding_perfect_prediction_scores_far_below_random():
     perfect = sum(v for k, v in losses.items() if k.startswith('d0.'))
     random = sum(v for k, v in losses.items() if '.' not in k)
     # Only the bilinear band along region borders keeps the perfect masks above zero; the
-    # perfect similarities (100 vs 0) make the class loss ~e^-100.
+    # perfect similarities (100 vs 0) make the class loss ~e^-100. Measured: perfect 0.11
+    # (mask 0.073, Dice 0.037), random 11.0 (class 9.6 at scale 100, mask 0.73, Dice 0.59).
     assert losses['d0.loss_grounding_cls'] < 1e-6
-    assert perfect < 0.3 and random > 1.5 and random - perfect > 1.2, (perfect, random)
+    assert perfect < 0.2 and random > 3.0, (perfect, random)
 
 
 def test_grounding_without_phrases_gives_connected_zeros():
@@ -227,7 +228,8 @@ def test_caption_padding_is_ignored_and_perfect_beats_random():
     losses = criterion(token_ids, attention_mask, logits=[random, random, noisy_padding, perfect])
     assert sorted(losses) == ['d1.loss_captioning', 'd2.loss_captioning', 'loss_captioning']
     torch.testing.assert_close(losses['d2.loss_captioning'], losses['loss_captioning'])
-    # Perfect: 8 * 6/7 * log(1 + 10 e^-20) ~ 1.4e-7; random logits: about 8 * 6/7 * log(11).
+    # Perfect: 8 * 6/7 * log(1 + 10 e^-20) = 1.4e-7; random logits (std 1): measured 19.0,
+    # about 8 * 6/7 * (log(11) + 0.5).
     assert losses['loss_captioning'] < 1e-6
     assert losses['d1.loss_captioning'] > 10.0
 
@@ -276,9 +278,10 @@ def test_retrieval_perfect_pairs_score_far_below_random():
     random = torch.randn(4, 6, generator=g)
     losses = XDecoderRetrievalLoss(top_layers=None, loss_weight=1.0)(
         [random, perfect], texts, torch.tensor(LOG_100))
-    # Perfect: similarities 100 on the diagonal, 0 elsewhere -> 3 e^-100; random: ~ log 4.
+    # Perfect: similarities 100 on the diagonal, 0 elsewhere -> 3 e^-100; random directions
+    # at scale 100 are confidently wrong: measured 68.9.
     assert losses['loss_retrieval'] < 1e-6
-    assert losses['d0.loss_retrieval'] > 1.0
+    assert losses['d0.loss_retrieval'] > 10.0
 
 
 def test_all_gather_in_one_process_is_the_identity():
