@@ -11,11 +11,12 @@ from .retrieval_metric import RetrievalRecallMetric
 from .segmentation_loss import XDecoderSegLoss
 from .text_encoder import TextEncoder
 from .tokenizer import CLIPTokenizer
+from .vl_losses import XDecoderCaptionLoss, XDecoderGroundingLoss, XDecoderRetrievalLoss
 from .xdecoder import XDecoder
 
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
     'XDecoderInferencer',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
-    'XDecoderSegLoss'
+    'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss'
 ]

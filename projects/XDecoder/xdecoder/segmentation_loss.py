@@ -22,6 +22,18 @@ from torch import Tensor, nn
 SEGMENTATION_TASKS = ('semantic', 'instance', 'panoptic')
 
 
+def mask_assigner(class_cost: str = 'ClassificationCost') -> Dict:
+    """Config of X-Decoder's Hungarian assigner: costs class 2 (``class_cost``), mask BCE 5 and
+    Dice 5 on point-sampled masks, the official matcher's weights for every task."""
+    return dict(
+        type='HungarianAssigner',
+        match_costs=[
+            dict(type=class_cost, weight=2.0),
+            dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+            dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
+        ])
+
+
 @MODELS.register_module()
 class XDecoderSegLoss(nn.Module):
     """Set-prediction loss of the generic (semantic / instance / panoptic) mode.
@@ -52,13 +64,7 @@ class XDecoderSegLoss(nn.Module):
     """
 
     def __init__(self,
-                 assigner: Dict = dict(
-                     type='HungarianAssigner',
-                     match_costs=[
-                         dict(type='ClassificationCost', weight=2.0),
-                         dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
-                         dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
-                     ]),
+                 assigner: Dict = mask_assigner(),
                  loss_cls: Dict = dict(
                      type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0,
                      reduction='mean'),
@@ -96,13 +102,9 @@ class XDecoderSegLoss(nn.Module):
                              'mask predictions; give one of each per decoder prediction.')
         losses_cls, losses_mask, losses_dice = multi_apply(
             self.loss_single, class_logits, mask_logits, [targets] * len(mask_logits))
-        losses = dict(loss_cls=losses_cls[-1], loss_mask=losses_mask[-1],
-                      loss_dice=losses_dice[-1])
-        for j, (cls, mask, dice) in enumerate(zip(losses_cls[:-1], losses_mask[:-1],
-                                                  losses_dice[:-1])):
-            losses.update({f'd{j}.loss_cls': cls, f'd{j}.loss_mask': mask,
-                           f'd{j}.loss_dice': dice})
-        return losses
+        return name_deep_supervision([
+            dict(loss_cls=cls, loss_mask=mask, loss_dice=dice)
+            for cls, mask, dice in zip(losses_cls, losses_mask, losses_dice)])
 
     def loss_single(self, class_logits: Sequence[Tensor], mask_logits: Tensor,
                     targets: Sequence[InstanceData]) -> Tuple[Tensor, Tensor, Tensor]:
@@ -127,20 +129,7 @@ class XDecoderSegLoss(nn.Module):
         preds = torch.cat([m[q] for m, q in zip(mask_logits, query_ids)])
         gts = torch.cat([t.masks[g] for t, g in zip(targets, gt_ids)])
         num_masks = reduce_mean(preds.new_tensor(float(len(preds)))).clamp(min=1)
-        if len(preds) == 0:
-            # Keeps the graph connected (distributed training expects every step to produce
-            # gradients for the same parameters).
-            return loss_cls, preds.sum(), preds.sum()
-        with torch.no_grad():
-            points = get_uncertain_point_coords_with_randomness(
-                preds[:, None], None, self.num_points, self.oversample_ratio,
-                self.importance_sample_ratio)
-            gt_points = point_sample(gts[:, None].float(), points)[:, 0]
-        pred_points = point_sample(preds[:, None], points)[:, 0]
-        loss_dice = self.loss_dice(pred_points, gt_points, avg_factor=num_masks)
-        loss_mask = self.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
-                                   avg_factor=num_masks * self.num_points)
-        return loss_cls, loss_mask, loss_dice
+        return (loss_cls, ) + point_mask_losses(self, preds, gts, num_masks)
 
     @torch.no_grad()
     def match(self, class_logits: Tensor, mask_logits: Tensor,
@@ -157,18 +146,74 @@ class XDecoderSegLoss(nn.Module):
         if len(bad):
             raise ValueError(f'Ground-truth labels {bad.tolist()} are outside the vocabulary of '
                              f'{num_classes} names; the dataset classes and the labels must match.')
-        # One set of random points for every query and mask, as Mask2Former matches.
-        points = torch.rand(1, self.num_points, 2, device=mask_logits.device)
-        pred_points = point_sample(mask_logits[:, None], points.expand(len(mask_logits), -1, -1))
-        gt_points = point_sample(target.masks[:, None].float(),
-                                 points.expand(len(target), -1, -1))
-        assigned = self.assigner.assign(
-            pred_instances=InstanceData(scores=class_logits, masks=pred_points[:, 0]),
-            gt_instances=InstanceData(labels=target.labels, masks=gt_points[:, 0])).gt_inds
-        query_ids = torch.nonzero(assigned > 0)[:, 0]
-        gt_ids = assigned[query_ids] - 1
+        query_ids, gt_ids = point_sampled_assign(self.assigner, class_logits, mask_logits,
+                                                 target.labels, target.masks, self.num_points)
         labels[query_ids] = target.labels[gt_ids]
         return labels, query_ids, gt_ids
+
+
+@torch.no_grad()
+def point_sampled_assign(assigner, scores: Tensor, mask_logits: Tensor, labels: Tensor,
+                         masks: Tensor, num_points: int) -> Tuple[Tensor, Tensor]:
+    """One-to-one assignment of ``Q`` predictions to ``N`` ground-truth masks, Mask2Former's way.
+
+    Args:
+        assigner: an mmdet assigner (``HungarianAssigner``) whose costs read ``scores``
+            ``[Q, K]`` and the ``labels`` ``[N]``, and the point-sampled masks.
+        mask_logits: ``[Q, h, w]``; ``masks``: ``[N, H, W]`` bool, covering the same extent.
+        num_points: uniform random points shared by every prediction and mask (cheaper than
+            whole masks, and what the costs were tuned with).
+
+    Returns the matched ``(query, ground-truth)`` index pairs, ``[M]`` each, queries ascending.
+    """
+    points = torch.rand(1, num_points, 2, device=mask_logits.device)
+    pred_points = point_sample(mask_logits[:, None], points.expand(len(mask_logits), -1, -1))
+    gt_points = point_sample(masks[:, None].float(), points.expand(len(masks), -1, -1))
+    assigned = assigner.assign(
+        pred_instances=InstanceData(scores=scores, masks=pred_points[:, 0]),
+        gt_instances=InstanceData(labels=labels, masks=gt_points[:, 0])).gt_inds
+    query_ids = torch.nonzero(assigned > 0)[:, 0]
+    return query_ids, assigned[query_ids] - 1
+
+
+def point_mask_losses(criterion, preds: Tensor, gts: Tensor,
+                      num_masks: Tensor) -> Tuple[Tensor, Tensor]:
+    """BCE and Dice of matched mask logits ``preds`` ``[M, h, w]`` against ``gts``
+    ``[M, H, W]`` (bool), on ``criterion.num_points`` importance-sampled points per mask.
+
+    ``criterion`` provides ``loss_mask`` (sigmoid CE), ``loss_dice`` and the sampling
+    parameters ``num_points``, ``oversample_ratio``, ``importance_sample_ratio``. Both losses
+    are sums over masks divided by ``num_masks`` (BCE averaged over each mask's points first).
+    Returns ``(loss_mask, loss_dice)``, scalars.
+    """
+    if len(preds) == 0:
+        # Keeps the graph connected (distributed training expects every step to produce
+        # gradients for the same parameters).
+        return preds.sum(), preds.sum()
+    with torch.no_grad():
+        points = get_uncertain_point_coords_with_randomness(
+            preds[:, None], None, criterion.num_points, criterion.oversample_ratio,
+            criterion.importance_sample_ratio)
+        gt_points = point_sample(gts[:, None].float(), points)[:, 0]
+    pred_points = point_sample(preds[:, None], points)[:, 0]
+    loss_dice = criterion.loss_dice(pred_points, gt_points, avg_factor=num_masks)
+    loss_mask = criterion.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
+                                    avg_factor=num_masks * criterion.num_points)
+    return loss_mask, loss_dice
+
+
+def name_deep_supervision(per_prediction: Sequence[Dict[str, Tensor]],
+                          first: int = 0) -> Dict[str, Tensor]:
+    """Loss names of deep supervision, as mmdet's MaskFormer heads give them.
+
+    ``per_prediction`` holds the losses of predictions ``first, first + 1, ...`` of the decoder
+    (0 = the prediction before the first layer), the last one being the final prediction: its
+    losses keep their names, the others get the prefix ``d{index}.``.
+    """
+    losses = dict(per_prediction[-1])
+    for offset, earlier in enumerate(per_prediction[:-1]):
+        losses.update({f'd{first + offset}.{name}': value for name, value in earlier.items()})
+    return losses
 
 
 def segmentation_targets(data_sample: DetDataSample, task: str, num_classes: int,
