@@ -23,7 +23,7 @@ def semantic_run(synthetic_checkpoint, parity_dir):
     rgb = np.asarray(Image.open(parity_dir / 'inputs' / 'input_640.png').convert('RGB'))
     result = run_on_image(model, rgb, text=names)
     with torch.no_grad():
-        captured['logits'] = model.class_logits(captured['decoder']['class_embeds'][0], names)
+        captured['logits'] = model.class_logits(captured['decoder'].class_embeds[0], names)
     return result, captured
 
 
@@ -55,6 +55,6 @@ def test_intermediates_match_official(semantic_run, parity_dir):
         assert abs(float(f.mean()) - float(g['mean'])) <= 1e-4 * float(g['std']) + 1e-6, name
         assert abs(float(f.std()) / float(g['std']) - 1) < 1e-4, name
     assert relative_diff(captured['logits'], golden['pred_logits_sem13']) < 1e-4
-    masks = captured['decoder']['mask_logits'][0]
+    masks = captured['decoder'].mask_logits[0]
     assert list(masks.shape[-2:]) == list(golden['pred_masks_stride4_shape'])
     assert relative_diff(masks[:, ::8, ::8], golden['pred_masks_stride4_every8']) < 1e-3

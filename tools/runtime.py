@@ -1,4 +1,5 @@
-"""Runner set-up shared by tools/test.py and tools/train.py."""
+"""Runner set-up shared by tools/test.py and tools/train.py (command-line helpers, not part of
+the registered package)."""
 import argparse
 import os
 import os.path as osp
@@ -7,7 +8,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config, DictAction
 
-from .checkpoint import CHECKPOINT_HELP
+from projects.XDecoder.xdecoder.checkpoint import CHECKPOINT_HELP
 
 DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
                 '(mmsegmentation/mmdetection dataset docs).')
