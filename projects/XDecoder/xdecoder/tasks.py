@@ -12,7 +12,8 @@ How a task flows
    model's ``task`` (the config's ``model.task``) applies.
 3. ``XDecoder.predict`` reads the task from the samples, runs one generic decoder pass for the
    batch (``generic_pass``) or the grounding / captioning modes per image, and the task's
-   post-processing ``XDecoder._predict_<task>`` fills the sample's ``fields``.
+   post-processing ``XDecoder._predict_<task>`` (``-`` written ``_``) fills the sample's
+   ``fields``.
 4. ``XDecoderInferencer.visualize`` draws the samples with mmdet's ``DetLocalVisualizer``,
    the task's ``title`` on top.
 5. ``XDecoderInferencer.postprocess`` turns each sample into a result dict
