@@ -368,9 +368,9 @@ class XDecoderInferencer(BaseInferencer):
         spec = get_task(task)
         pipeline = self._pipeline(spec, scale)
 
-        def pack(item, pipeline, **meta):
-            return pipeline(dict(img=item['img'], name=item['name'], source=item['source'],
-                                 **copy.deepcopy(meta)))
+        def pack(item, transforms, **meta):
+            return transforms(dict(img=item['img'], name=item['name'], source=item['source'],
+                                   **copy.deepcopy(meta)))
 
         batches = []
         for chunk in self._get_chunk_data(inputs, batch_size):
@@ -381,8 +381,9 @@ class XDecoderInferencer(BaseInferencer):
             if 'retrieval' not in spec.results:
                 yield Unit([batches.pop()])
         if batches:
-            grounding = self._pipeline(get_task('referring'), scale)
-            yield Unit(batches, lambda i: pack(inputs[i], grounding))
+            referring = get_task('referring')
+            grounding = self._pipeline(referring, scale)
+            yield Unit(batches, lambda i: pack(inputs[i], grounding, task=referring.name))
 
     @torch.no_grad()
     def forward(self, unit: Unit) -> List[DetDataSample]:
@@ -405,7 +406,7 @@ class XDecoderInferencer(BaseInferencer):
         for t, text_ in enumerate(texts):
             best = int(probs[:, t].argmax())
             packed = ground(best)
-            packed['data_samples'].set_metainfo(dict(task='referring', text=[text_]))
+            packed['data_samples'].set_metainfo(dict(text=[text_]))
             instances = self.model.test_step(self.collate_fn([packed]))[0].pred_instances.cpu()
             instances.labels[:] = t
             found.setdefault(best, []).append(instances)
