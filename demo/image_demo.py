@@ -12,7 +12,7 @@ segmentation tasks use the config dataset's classes (ADE20K-150 for the ADE20K c
 --texts takes several words (``--texts sky tree "street light"``) or one "a.b.c" string; for
 referring segmentation, referring captioning and retrieval they are phrases. Each image gets a
 folder under --out-dir (default: a fresh outputs/<task>_<time>/); existing folders are never
-written into. The file layout is in projects/XDecoder/xdecoder/inferencer.py (``save``).
+written into. The file layout is in projects/XDecoder/xdecoder/results.py.
 """
 import argparse
 import os.path as osp
@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from projects.XDecoder.xdecoder.errors import XDecoderInputError  # noqa: E402
 from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer  # noqa: E402
-from projects.XDecoder.xdecoder.xdecoder import TASKS  # noqa: E402
+from projects.XDecoder.xdecoder.tasks import TASKS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--weights', required=True,
                         help='checkpoint file, e.g. xdecoder_focalt_best_openseg.pt (README '
                              '"Checkpoints" says where to download it)')
-    parser.add_argument('--task', choices=TASKS, help="default: the config's model.task")
+    parser.add_argument('--task', choices=list(TASKS), help="default: the config's model.task")
     parser.add_argument('--texts', nargs='+',
                         help='class names (things for panoptic) or phrases; words or "a.b.c"')
     parser.add_argument('--stuff-texts', nargs='+', help='stuff class names (panoptic, instance)')

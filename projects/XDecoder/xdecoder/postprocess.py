@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layers import clamped_logit_scale, l2_normalize
 from .tokenizer import EOT_TEXT, SOT_TEXT
 
 __all__ = [
     'resize_to_original', 'semantic_inference', 'instance_inference', 'panoptic_inference',
-    'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores',
-    'l2_normalize'
+    'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores'
 ]
 
 
@@ -245,16 +245,6 @@ def panoptic_to_mmdet(seg_ids: Tensor,
     return out
 
 
-def l2_normalize(x: Tensor, eps: float = 1e-7) -> Tensor:
-    """``x / (||x|| + eps)`` over the last dim (X-Decoder's epsilon, not F.normalize's clamp)."""
-    return x / (x.norm(dim=-1, keepdim=True) + eps)
-
-
-def _clamped_scale(logit_scale: Union[Tensor, float], like: Tensor,
-                   max_scale: float = 100.0) -> Tensor:
-    return torch.as_tensor(logit_scale).to(like).exp().clamp(max=max_scale)
-
-
 def referring_selection(grounding_embeds: Tensor, phrase_embeds: Tensor,
                         logit_scale: Union[Tensor, float]) -> Tuple[Tensor, Tensor]:
     """Pick one grounding query per referring phrase.
@@ -268,7 +258,7 @@ def referring_selection(grounding_embeds: Tensor, phrase_embeds: Tensor,
         ``query_ids [N]`` (argmax over queries per phrase) and ``logits [N, Qg]``
         (``min(exp(logit_scale), 100) * cos``, one row per phrase).
     """
-    scale = _clamped_scale(logit_scale, grounding_embeds)
+    scale = clamped_logit_scale(logit_scale, grounding_embeds)
     logits = scale * l2_normalize(phrase_embeds) @ l2_normalize(grounding_embeds).t()
     return logits.argmax(-1), logits
 
@@ -326,5 +316,5 @@ def retrieval_scores(image_embeds: Tensor,
         backbone = l2_normalize(backbone_image_embeds) @ text.t()
         scores = (1 - backbone_weight) * scores + backbone_weight * backbone
     if logit_scale is not None:
-        scores = _clamped_scale(logit_scale, scores) * scores
+        scores = clamped_logit_scale(logit_scale, scores) * scores
     return scores
