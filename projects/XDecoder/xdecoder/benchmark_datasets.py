@@ -22,8 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 
-from .benchmark_classes import (ADE20K_847, PASCAL_CONTEXT_459, SCANNET_20, SCANNET_40,
-                                SUN_RGBD_37)
+from .benchmark_classes import ADE20K_847, PASCAL_CONTEXT_459, SCANNET_20, SCANNET_40, SUN_RGBD_37
 
 UNLABELLED_16BIT = 65535
 
@@ -121,7 +120,9 @@ class LoadSegAnnotations16(LoadAnnotations):
             raise ValueError('LoadSegAnnotations16 reads label maps whose 0 is a class; set '
                              'reduce_zero_label=False on the dataset.')
         data = fileio.get(results['seg_map_path'], backend_args=self.backend_args)
-        labels = mmcv.imfrombytes(data, flag='unchanged', backend='cv2').squeeze()
+        labels = mmcv.imfrombytes(data, flag='unchanged', backend='cv2')
+        if labels.ndim == 3 and labels.shape[2] == 1:
+            labels = labels[..., 0]
         if labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
             raise ValueError(f'{results["seg_map_path"]}: expected a single-channel 8/16-bit '
                              f'label map, got {labels.dtype} of shape {labels.shape}.')
