@@ -131,8 +131,9 @@ class XDecoder(BaseDetector):
             return self.text_encoder.compute_similarity(
                 class_embeds, self.text_encoder.class_embeddings(names))
         unique = [n for n in dict.fromkeys(names) if n != BACKGROUND]
-        rows = [unique.index(n) if n != BACKGROUND else len(unique) for n in names]
-        embeddings = self.text_encoder.class_embeddings(unique)[rows + [len(unique)]]
+        row = {n: i for i, n in enumerate(unique + [BACKGROUND])}
+        rows = [row[n] for n in names] + [len(unique)]
+        embeddings = self.text_encoder.class_embeddings(unique)[rows]
         return self.text_encoder.compute_similarity(class_embeds, embeddings)
 
     def _vocabulary(self, data_sample: DetDataSample) -> List[str]:
