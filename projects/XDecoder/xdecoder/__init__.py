@@ -2,6 +2,9 @@
 
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
+from .benchmark_datasets import (ADE20KFullDataset, DatasetVocabularyHook, LoadSegAnnotations16,
+                                 PascalContext459Dataset, ScanNet40SegDataset, ScanNetSegDataset,
+                                 SUNRGBDDataset)
 from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
@@ -18,5 +21,7 @@ __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
     'XDecoderInferencer',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
-    'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss'
+    'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
+    'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',
+    'ScanNet40SegDataset', 'LoadSegAnnotations16', 'DatasetVocabularyHook'
 ]

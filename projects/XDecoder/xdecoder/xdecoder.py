@@ -12,6 +12,7 @@ from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmengine.structures import InstanceData, PixelData
+from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
 from . import postprocess
@@ -19,6 +20,7 @@ from .checkpoint import official_checkpoint_pre_hook
 from .decoder import DecoderOutput
 from .segmentation_loss import segmentation_targets
 from .tasks import TRAINABLE_TASKS, TaskSpec, get_task, parse_texts
+from .text_encoder import BACKGROUND
 from .tokenizer import SOT_ID
 
 
@@ -68,6 +70,8 @@ class XDecoder(BaseDetector):
         # region; False reproduces the official demo and the MMDetection port, whose region mask
         # never reaches the decoder (a caption of the whole image).
         ref_caption_use_region=True,
+        # True for benchmark vocabularies with repeated names or a 'background' class.
+        repeated_names=False,
     )
 
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
@@ -133,9 +137,20 @@ class XDecoder(BaseDetector):
 
     # ------------------------------------------------------------------ text helpers
     def class_logits(self, class_embeds: Tensor, names: Sequence[str]) -> Tensor:
-        """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1]."""
-        return self.text_encoder.compute_similarity(class_embeds,
-                                                    self.text_encoder.class_embeddings(names))
+        """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1].
+
+        With ``test_cfg['repeated_names']`` a benchmark's vocabulary is taken as written: a
+        repeated name (the official ADE20K-full vocabulary repeats nine) shares one embedding,
+        and a class named 'background' (PASCAL VOC 21) shares the model's background one.
+        Otherwise such names are refused."""
+        if not self.test_cfg['repeated_names']:
+            return self.text_encoder.compute_similarity(
+                class_embeds, self.text_encoder.class_embeddings(names))
+        unique = [n for n in dict.fromkeys(names) if n != BACKGROUND]
+        row = {n: i for i, n in enumerate(unique + [BACKGROUND])}
+        rows = [row[n] for n in names] + [len(unique)]
+        embeddings = self.text_encoder.class_embeddings(unique)[rows]
+        return self.text_encoder.compute_similarity(class_embeds, embeddings)
 
     def _names(self, data_sample: DetDataSample):
         """``(things, stuff)`` of the sample: ``text`` and ``stuff_text``, else
@@ -192,7 +207,9 @@ class XDecoder(BaseDetector):
         masks = self._to_original(pred.mask_logits, data_sample)
         _, labels = postprocess.semantic_inference(
             logits, masks, score_thr=self.test_cfg['semantic_score_thr'])
-        data_sample.pred_sem_seg = PixelData(sem_seg=labels[None])
+        # mmseg's samples and IoUMetric keep label maps under 'data', mmdet's under 'sem_seg'.
+        key = 'data' if isinstance(data_sample, SegDataSample) else 'sem_seg'
+        data_sample.pred_sem_seg = PixelData(**{key: labels[None]})
 
     def _predict_instance(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
         logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
