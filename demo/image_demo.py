@@ -41,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     parser.add_argument('--scale', type=int, help="short side instead of the task's default")
     parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
+                        help='inference precision (default fp32): bf16 on CPU or GPU, fp16 on GPU')
     parser.add_argument('--pred-score-thr', type=float, default=0.3,
                         help='instances below this score are not drawn')
     parser.add_argument('--show', action='store_true', help='also show the drawings in a window')
@@ -60,7 +62,8 @@ def main(argv=None) -> dict:
     if inputs is None:
         import skimage.data
         inputs = osp.join(skimage.data.data_dir, 'rocket.jpg')
-    inferencer = XDecoderInferencer(args.config, weights=args.weights, device=args.device)
+    inferencer = XDecoderInferencer(args.config, weights=args.weights, device=args.device,
+                                    precision=args.precision)
     task = args.task or inferencer.default_task
     out_dir = args.out_dir or osp.join('outputs', f'{task}_{time.strftime("%Y%m%d_%H%M%S")}')
     result = inferencer(inputs, texts=_texts(args.texts), task=task,

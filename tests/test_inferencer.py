@@ -317,8 +317,9 @@ def test_image_demo(inferencer, synthetic_checkpoint, tmp_path, monkeypatch, cap
     with pytest.raises(FileNotFoundError, match='wget https://huggingface.co'):
         image_demo.main([config, '--weights', str(tmp_path / 'xdecoder_focalt_best_openseg.pt')])
 
-    def shared(model, weights, device):  # the module's model instead of a second build
-        assert (model, weights, device) == (config, str(synthetic_checkpoint), 'cpu')
+    def shared(model, weights, device, precision):  # the module's model, not a second build
+        assert (model, weights, device, precision) == \
+            (config, str(synthetic_checkpoint), 'cpu', None)
         return inferencer
 
     monkeypatch.setattr(image_demo, 'XDecoderInferencer', shared)

@@ -20,7 +20,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .layers import SinePositionEmbedding, l2_normalize
+from .layers import SinePositionEmbedding, full_precision, l2_normalize
 
 
 class CrossAttentionLayer(nn.Module):
@@ -90,6 +90,22 @@ class MLP(nn.Module):
 def unmask_empty_rows(attn_mask: Tensor) -> Tensor:
     """A query whose mask blocks every position would attend to nothing: let it see everything."""
     return attn_mask.masked_fill(attn_mask.all(-1, keepdim=True), False)
+
+
+@full_precision
+def blocked_pixels(mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``[B, Q, h * w]`` True where a query's mask, resized to a level's ``size``, is off
+    (``sigmoid < 0.5``): what its cross-attention may not see in the next layer."""
+    resized = F.interpolate(mask_logits, size=size, mode='bicubic', align_corners=False,
+                            antialias=True)
+    return resized.sigmoid().flatten(2) < 0.5
+
+
+@full_precision
+def caption_logits(states: Tensor, caping_embed: Tensor, token_embedding: Tensor) -> Tensor:
+    """Next-token logits ``[..., vocab]`` of caption query states ``[..., C]``: projected by
+    ``caping_embed`` and scored against the text encoder's token table (tied output layer)."""
+    return (states @ caping_embed) @ token_embedding.t()
 
 
 def query_self_attn_mask(num_queries: int, context_length: int) -> Tensor:
@@ -229,10 +245,8 @@ class XDecoderTransformerDecoder(BaseModule):
         class_embeds = visual @ self.class_embed
         mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(visual), mask_features)
 
-        attn = F.interpolate(mask_logits, size=attn_size, mode='bicubic', align_corners=False,
-                             antialias=True)
-        attn = attn.sigmoid().flatten(2) < 0.5
-        attn = attn.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        attn = blocked_pixels(mask_logits, attn_size).detach()
+        attn = attn.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         # The released model unmasks the row right after the latent queries (the first grounding
         # query); reproduced because the weights were trained with it.
         attn[:, q:q + 1] = False
@@ -327,9 +341,8 @@ class XDecoderTransformerDecoder(BaseModule):
                         -1, self.num_heads, length, -1).flatten(0, 1))
                 x = self._layer(i, x, pos, levels[i % self.num_levels], cross_mask, self_mask,
                                 prefix=latent_states[i], prefix_pos=latent_pos)[0]
-            last = self.decoder_norm(x[step])
-            logits = (last @ self.caping_embed) @ token_embedding.t()
-            tokens[:, step + 1] = logits.argmax(-1)
+            tokens[:, step + 1] = caption_logits(self.decoder_norm(x[step]), self.caping_embed,
+                                                 token_embedding).argmax(-1)
         return tokens
 
     @staticmethod

@@ -190,6 +190,8 @@ class XDecoderInferencer(BaseInferencer):
         test_cfg: overrides of the detector's ``test_cfg`` (e.g. ``caption_steps``,
             ``semantic_score_thr``, ``object_mask_thr``).
         max_pixels: larger images are shrunk to this many pixels before anything else.
+        precision: ``'fp32'`` (default), ``'bf16'`` (CPU or GPU) or ``'fp16'`` (GPU): the
+            network under autocast; masks, scores and post-processing stay fp32.
 
     Call: ``inferencer(inputs, texts=None, task=None, ...)``, see :meth:`__call__`. Each
     prediction is a dict with ``name``, ``source`` (path or None), ``task``, ``shape`` (H, W)
@@ -206,10 +208,12 @@ class XDecoderInferencer(BaseInferencer):
                  weights: Optional[str] = None,
                  device: Optional[str] = None,
                  test_cfg: Optional[dict] = None,
-                 max_pixels: int = 8 * 2**20) -> None:
+                 max_pixels: int = 8 * 2**20,
+                 precision: Optional[str] = None) -> None:
         cfg = resolve_config(model)
         if weights is not None:
             check_checkpoint_file(weights, cfg.model.get('backbone', {}).get('embed_dim'))
+        test_cfg = {**(test_cfg or {}), **({'precision': precision} if precision else {})}
         if test_cfg:
             cfg.model.test_cfg = {**cfg.model.get('test_cfg', {}), **test_cfg}
         if device is None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import clamped_logit_scale, l2_normalize
+from .layers import clamped_logit_scale, full_precision, l2_normalize
 from .tokenizer import EOT_TEXT, SOT_TEXT
 
 __all__ = [
@@ -31,6 +31,7 @@ def _bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode='bicubic', align_corners=False, antialias=True)
 
 
+@full_precision
 def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Sequence[int],
                        ori_hw: Sequence[int]) -> Tensor:
     """Bring low-resolution mask logits back to the original image size.
@@ -62,6 +63,7 @@ def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Se
     return x if batched else x[0]
 
 
+@full_precision
 def semantic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        score_thr: Optional[float] = None,
@@ -102,6 +104,7 @@ def _mask_scores(mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
     return binary, score
 
 
+@full_precision
 def instance_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        max_per_img: int = 100,
@@ -142,6 +145,7 @@ def instance_inference(cls_logits: Tensor,
                 query_ids=query_ids[order].long())
 
 
+@full_precision
 def panoptic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        thing_labels: Iterable[int],
@@ -245,6 +249,7 @@ def panoptic_to_mmdet(seg_ids: Tensor,
     return out
 
 
+@full_precision
 def referring_selection(grounding_embeds: Tensor, phrase_embeds: Tensor,
                         logit_scale: Union[Tensor, float]) -> Tuple[Tensor, Tensor]:
     """Pick one grounding query per referring phrase.
@@ -287,6 +292,7 @@ def caption_text(ids: Union[Tensor, Sequence[int]],
     return text
 
 
+@full_precision
 def retrieval_scores(image_embeds: Tensor,
                      text_embeds: Tensor,
                      logit_scale: Optional[Union[Tensor, float]] = None,

@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from .embedding_cache import EmbeddingDiskCache, default_cache_folder, weights_hash
-from .layers import l2_normalize
+from .layers import full_precision, l2_normalize
 from .tokenizer import CONTEXT_LENGTH, EOT_ID, VOCAB_SIZE, CLIPTokenizer
 
 __all__ = ['PROMPT_TEMPLATES', 'TextTransformer', 'TextEncoder', 'clean_class_name']
@@ -329,6 +329,7 @@ class TextEncoder(BaseModule):
         return dict(token_feats=token_feats, eot_feats=eot_feats, attention_mask=attention_mask)
 
     # ------------------------------------------------------- similarity helpers
+    @full_precision
     def compute_similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Class logits: ``exp(logit_scale) * normalize(visual) @ text.T``
         (``visual [..., D]`` normalised with +1e-7, ``text [K, D]`` already

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from . import postprocess
 from .checkpoint import official_checkpoint_pre_hook
 from .decoder import DecoderOutput
+from .layers import PRECISIONS, autocast_for
 from .segmentation_loss import segmentation_targets
 from .tasks import TRAINABLE_TASKS, TaskSpec, get_task, parse_texts
 from .text_encoder import BACKGROUND
@@ -72,6 +73,9 @@ class XDecoder(BaseDetector):
         ref_caption_use_region=True,
         # True for benchmark vocabularies with repeated names or a 'background' class.
         repeated_names=False,
+        # Inference precision: 'fp32', 'bf16' (CPU or GPU) or 'fp16' (GPU). The network runs
+        # under autocast; attention masks, class scores and post-processing stay fp32.
+        precision='fp32',
     )
 
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
@@ -92,6 +96,9 @@ class XDecoder(BaseDetector):
         self.backbone_proj = nn.Parameter(torch.empty(backbone_dim, dim_proj))
         nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         self.test_cfg = {**self.DEFAULT_TEST_CFG, **(test_cfg or {})}
+        if self.test_cfg['precision'] not in PRECISIONS:
+            raise ValueError(f"Unknown model.test_cfg.precision {self.test_cfg['precision']!r}; "
+                             f'choose one of {sorted(PRECISIONS)}.')
         self.train_cfg = train_cfg
         self.criterion = None if criterion is None else MODELS.build(criterion)
         if self.criterion is not None:
@@ -183,7 +190,12 @@ class XDecoder(BaseDetector):
     # ------------------------------------------------------------------ tasks
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        task = self.task_of(batch_data_samples)
+        with autocast_for(self.test_cfg['precision'], batch_inputs.device):
+            return self._predict(self.task_of(batch_data_samples), batch_inputs,
+                                 batch_data_samples)
+
+    def _predict(self, task: TaskSpec, batch_inputs: Tensor,
+                 batch_data_samples: SampleList) -> SampleList:
         backbone_feats = self.backbone(batch_inputs)
         mask_features, multi_scale = self.pixel_decoder(backbone_feats)
         predict_one = getattr(self, '_predict_' + task.name.replace('-', '_'))
