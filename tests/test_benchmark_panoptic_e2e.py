@@ -88,6 +88,8 @@ def check_panoptic(config, root, ann_file, seg_dir, write_ground_truth, category
         assert np.array_equal(d['pred_panoptic_seg']['sem_seg'][0].numpy(),
                               np.where(void, 0, pan))
     got = [metrics[f'coco_panoptic/{k}'] for k in ('PQ', 'PQ_th', 'PQ_st')]
+    # Both from integer TP/FP/FN counts with IoU exactly 1 (the segments are the predictions):
+    # equal up to float division; 1e-3 is the metric's printed precision.
     assert got == pytest.approx(expected, abs=1e-3)
     assert 0 < got[0] < 100
 
