@@ -2,6 +2,7 @@
 
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
+from .batch_sampler import SameSizeBatchSampler
 from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
@@ -16,7 +17,7 @@ from .xdecoder import XDecoder
 
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
-    'XDecoderInferencer',
+    'XDecoderInferencer', 'SameSizeBatchSampler',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
     'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss'
 ]
