@@ -3,9 +3,14 @@
 (a) the grouping on a fake dataset, including the distributed cut of mmengine's
 ``collect_results``; (b) end to end: tools/test.py batched vs one at a time, and the model run
 in float64 over both loaders."""
+import glob
+import json
+import os
 import pickle
+import subprocess
 import sys
 from itertools import chain, zip_longest
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,19 +111,43 @@ def test_refuses_what_it_cannot_keep_exact():
 
 # ---------------------------------------------------------------- end to end
 CLASSES = ['wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed']
-# Two sizes, interleaved: batches of 4 group the 48x64 images, the 64x40 ones apart.
-ADE_SIZES = ((48, 64), (64, 40), (48, 64), (48, 64), (64, 40), (48, 64), (48, 64))
+# Two sizes, interleaved: batches of 4 group the five 48x64 images (4 + 1), the 64x40 ones apart.
+# On 2 processes rank 1 gets images 1, 3, 5 and a repeat of 0; 0 and 1 share a size, so grouping
+# the repeat with the real images would give [1, 0] + [3, 5] and the collection would cut 5.
+ADE_SIZES = ((48, 64), (48, 64), (48, 64), (64, 40), (48, 64), (64, 40), (48, 64))
 FAST = ['test_dataloader.dataset.pipeline.1.scale=32', 'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
         f'test_dataloader.dataset.metainfo.classes=[{",".join(CLASSES)}]']
+CONFIG = str(CONFIGS / 'xdecoder-tiny_zeroshot_semseg.py')
 BATCHED = ['test_dataloader.batch_size=4',
            'test_dataloader.batch_sampler.type=SameSizeBatchSampler']
 
 
 @pytest.fixture(scope='module')
 def ade_root(tmp_path_factory):
-    # ADE20K semantic has no sizes in its data_list: the sampler reads the JPEG headers.
-    return write_ade20k(tmp_path_factory.mktemp('data'), sizes=ADE_SIZES, max_label=len(CLASSES))
+    """ADE20K folder whose dataset index i has size ADE_SIZES[i]. (ADE20K semantic has no sizes
+    in its data_list: the sampler reads the JPEG headers.)"""
+    from mmdet.registry import DATASETS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    root = tmp_path_factory.mktemp('data')
+    data_root = write_ade20k(root, sizes=ADE_SIZES, max_label=len(CLASSES))
+    # The dataset lists the folder in directory order (os.scandir, not sorted), which depends on
+    # the file system: rewrite the same names with the sizes permuted to that order.
+    init_default_scope('mmdet')
+    dataset_cfg = Config.fromfile(CONFIG).test_dataloader.dataset
+    dataset_cfg.update(data_root=str(data_root), pipeline=[], metainfo=dict(classes=CLASSES))
+    dataset = DATASETS.build(dataset_cfg)
+    file_numbers = [int(Path(dataset.get_data_info(i)['img_path']).stem[-8:]) - 1
+                    for i in range(len(dataset))]
+    sizes = [None] * len(ADE_SIZES)
+    for position, number in enumerate(file_numbers):
+        sizes[number] = ADE_SIZES[position]
+    write_ade20k(root, sizes=sizes, max_label=len(CLASSES))
+    dataset = DATASETS.build(dataset_cfg)
+    sampler = SameSizeBatchSampler(SequentialSampler(dataset), 1)
+    assert [sampler.image_size(i) for i in range(len(dataset))] == list(ADE_SIZES)
+    return data_root
 
 
 def test_model_float64_batched_equals_one_at_a_time(ade_root, synthetic_state_dict, monkeypatch):
@@ -166,18 +195,42 @@ def test_model_float64_batched_equals_one_at_a_time(ade_root, synthetic_state_di
     assert any(not torch.equal(single[p], mixed[p]) for p in single)
 
 
-def test_tools_test_batched_gives_the_same_metric_and_dump(ade_root, synthetic_checkpoint,
-                                                           tmp_path, monkeypatch):
-    """tools/test.py with the option: the same mIoU and the same dumped label maps as batch
-    size 1 (the dump lists them in another order; each carries its img_path). This run is
-    float32, where only summation order could differ between a batch and one image: on CPU the
-    kernels here sum each image alike, and the label maps came out identical. Were a platform to
-    flip a near-tie, the float64 test above is the claim about the algorithm."""
+def run_test_tool(checkpoint, data_root, work_dir, *options):
+    """tools/test.py main in this process: (metrics, {img_path: dumped label map})."""
     sys.path.insert(0, str(ROOT / 'tools'))
     import test as test_tool
-    config = str(CONFIGS / 'xdecoder-tiny_zeroshot_semseg.py')
-    data_root = f'test_dataloader.dataset.data_root={ade_root}'
-    runs, passes = {}, []
+    out = work_dir / 'preds.pkl'
+    metrics = test_tool.main([CONFIG, str(checkpoint), '--work-dir', str(work_dir), '--out',
+                              str(out), '--cfg-options',
+                              f'test_dataloader.dataset.data_root={data_root}', *FAST, *options])
+    preds = pickle.loads(out.read_bytes())
+    maps = {p['img_path']: p['pred_sem_seg']['sem_seg'] for p in preds}
+    assert len(preds) == len(maps) == len(ADE_SIZES)  # every image, once
+    return metrics, maps
+
+
+@pytest.fixture(scope='module')
+def one_at_a_time(ade_root, synthetic_checkpoint, tmp_path_factory):
+    """The reference: the config as it is, batch size 1, one process."""
+    return run_test_tool(synthetic_checkpoint, ade_root, tmp_path_factory.mktemp('single'))
+
+
+def assert_same(reference, run):
+    (m1, p1), (m4, p4) = reference, run
+    assert m4['mIoU'] == m1['mIoU']
+    assert p1.keys() == p4.keys()
+    for path in p1:
+        assert torch.equal(p1[path], p4[path]), path
+
+
+# These two runs are float32, where only summation order could differ between a batch and one
+# image: on CPU the kernels here sum each image alike, and the label maps came out identical.
+# Were a platform to flip a near-tie, the float64 test above is the claim about the algorithm.
+def test_tools_test_batched_gives_the_same_metric_and_dump(ade_root, synthetic_checkpoint,
+                                                           one_at_a_time, tmp_path, monkeypatch):
+    """tools/test.py with the option: the same mIoU and the same dumped label maps as batch
+    size 1 (the dump lists them in another order; each carries its img_path)."""
+    passes = []
     iterate = SameSizeBatchSampler.__iter__
 
     def recording_iter(self):
@@ -185,17 +238,25 @@ def test_tools_test_batched_gives_the_same_metric_and_dump(ade_root, synthetic_c
         return iter(passes[-1])
 
     monkeypatch.setattr(SameSizeBatchSampler, '__iter__', recording_iter)
-    for name, extra in (('single', []), ('batched', BATCHED)):
-        out = tmp_path / f'{name}.pkl'
-        metrics = test_tool.main([config, str(synthetic_checkpoint), '--work-dir',
-                                  str(tmp_path / name), '--out', str(out), '--cfg-options',
-                                  data_root, *FAST, *extra])
-        preds = pickle.loads(out.read_bytes())
-        runs[name] = metrics, {p['img_path']: p['pred_sem_seg']['sem_seg'] for p in preds}
-        assert len(preds) == len(ADE_SIZES)
+    batched = run_test_tool(synthetic_checkpoint, ade_root, tmp_path, *BATCHED)
     assert passes and sorted(map(len, passes[-1])) == [1, 2, 4]  # the option batched
-    (m1, p1), (m4, p4) = runs['single'], runs['batched']
-    assert m4['mIoU'] == m1['mIoU']
-    assert p1.keys() == p4.keys()
-    for path in p1:
-        assert torch.equal(p1[path], p4[path]), path
+    assert_same(one_at_a_time, batched)
+
+
+def test_dist_test_two_processes_batched_keeps_every_image_once(ade_root, synthetic_checkpoint,
+                                                                one_at_a_time, tmp_path):
+    """dist_test.sh, 2 gloo processes, batched: 7 images give rank 1 a round-up repeat of
+    image 0 (see ADE_SIZES), which must be the result the collection cuts.
+    The dump (rank 0 writes the collected results) has every image once, as batch size 1."""
+    out = tmp_path / 'preds.pkl'
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29531')
+    subprocess.run([str(ROOT / 'tools' / 'dist_test.sh'), CONFIG, str(synthetic_checkpoint), '2',
+                    '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
+                    f'test_dataloader.dataset.data_root={ade_root}', *FAST, *BATCHED],
+                   check=True, env=env, cwd=tmp_path, timeout=600)
+    preds = pickle.loads(out.read_bytes())
+    maps = {p['img_path']: p['pred_sem_seg']['sem_seg'] for p in preds}
+    assert len(preds) == len(maps) == len(ADE_SIZES)
+    logs = glob.glob(str(tmp_path / '*' / '*.json'))
+    metrics = json.loads(open(logs[0]).read().strip().splitlines()[-1])
+    assert_same(one_at_a_time, (metrics, maps))
