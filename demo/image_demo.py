@@ -12,7 +12,7 @@ segmentation tasks use the config dataset's classes (ADE20K-150 for the ADE20K c
 --texts takes several words (``--texts sky tree "street light"``) or one "a.b.c" string; for
 referring segmentation, referring captioning and retrieval they are phrases. Each image gets a
 folder under --out-dir (default: a fresh outputs/<task>_<time>/); existing folders are never
-written into. The file layout is in projects/XDecoder/xdecoder/inferencer.py (``save``).
+written into. The file layout is in projects/XDecoder/xdecoder/results.py.
 """
 import argparse
 import os.path as osp
@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from projects.XDecoder.xdecoder.errors import XDecoderInputError  # noqa: E402
 from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer  # noqa: E402
-from projects.XDecoder.xdecoder.xdecoder import TASKS  # noqa: E402
+from projects.XDecoder.xdecoder.tasks import TASKS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--weights', required=True,
                         help='checkpoint file, e.g. xdecoder_focalt_best_openseg.pt (README '
                              '"Checkpoints" says where to download it)')
-    parser.add_argument('--task', choices=TASKS, help="default: the config's model.task")
+    parser.add_argument('--task', choices=list(TASKS), help="default: the config's model.task")
     parser.add_argument('--texts', nargs='+',
                         help='class names (things for panoptic) or phrases; words or "a.b.c"')
     parser.add_argument('--stuff-texts', nargs='+', help='stuff class names (panoptic, instance)')
@@ -41,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', help='cpu, cuda, cuda:1 ... (default: cuda if available)')
     parser.add_argument('--scale', type=int, help="short side instead of the task's default")
     parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
+                        help='inference precision (default fp32): bf16 on CPU or GPU, fp16 on GPU')
     parser.add_argument('--pred-score-thr', type=float, default=0.3,
                         help='instances below this score are not drawn')
     parser.add_argument('--show', action='store_true', help='also show the drawings in a window')
@@ -60,7 +62,8 @@ def main(argv=None) -> dict:
     if inputs is None:
         import skimage.data
         inputs = osp.join(skimage.data.data_dir, 'rocket.jpg')
-    inferencer = XDecoderInferencer(args.config, weights=args.weights, device=args.device)
+    inferencer = XDecoderInferencer(args.config, weights=args.weights, device=args.device,
+                                    precision=args.precision)
     task = args.task or inferencer.default_task
     out_dir = args.out_dir or osp.join('outputs', f'{task}_{time.strftime("%Y%m%d_%H%M%S")}')
     result = inferencer(inputs, texts=_texts(args.texts), task=task,

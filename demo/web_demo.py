@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer  # noqa: E402
+from projects.XDecoder.xdecoder.tasks import TASKS  # noqa: E402
 
 logger = logging.getLogger('xdecoder.web_demo')
 
@@ -63,8 +64,9 @@ TASK_CHOICES = [
     ('Retrieval', 'retrieval'),
 ]
 TASK_NAMES = dict((task, label) for label, task in TASK_CHOICES)
-SEGMENTATION = ('semantic', 'instance', 'panoptic')
-PHRASE_TASKS = ('referring', 'ref-caption', 'retrieval')
+# What each task reads comes from the task table: class names, phrases, or no text.
+SEGMENTATION = tuple(name for name, spec in TASKS.items() if spec.texts == 'classes')
+PHRASE_TASKS = tuple(name for name, spec in TASKS.items() if spec.texts not in (None, 'classes'))
 PRED_SCORE_THR = 0.3  # instances drawn and listed (as demo/image_demo.py)
 MIN_SCALE, MAX_SCALE = 32, 2048
 

@@ -60,16 +60,12 @@ def parity_model(synthetic_checkpoint):
     ~1e-12, which the sample's own float64 re-run meets within its tolerances (README of the
     sample: semantic 99.998 %, instance score diffs <= 9e-5, intermediates <= 1.3e-4)."""
     from mmengine.runner import load_checkpoint
-    from xdecoder_test_utils import build_model, memoize
+    from xdecoder_test_utils import build_model, memoize_network
     model = build_model('xdecoder-tiny_zeroshot_semseg.py')
     load_checkpoint(model, str(synthetic_checkpoint), map_location='cpu', strict=True)
-    model.double()
     # The semantic, panoptic and instance comparisons read the same 640 photo and differ only
     # in post-processing: its network pass is kept, per thread count (each computes its own).
-    model.extract_feat = memoize(model.extract_feat, lambda x: (
-        torch.get_num_threads(), x.shape, x.numpy().tobytes()))
-    model.decoder.forward = memoize(model.decoder.forward, lambda multi_scale, feats: id(feats))
-    return model
+    return memoize_network(model.double(), per_thread_count=True)
 
 
 @pytest.fixture(scope='session')

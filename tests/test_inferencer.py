@@ -24,7 +24,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from xdecoder_test_utils import ROOT, run_on_image
 
-from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer, load_saved, parse_texts
+from projects.XDecoder.xdecoder.inferencer import XDecoderInferencer
+from projects.XDecoder.xdecoder.results import load_saved
+from projects.XDecoder.xdecoder.tasks import parse_texts
 from projects.XDecoder.xdecoder.tokenizer import SOT_ID
 
 # Greedy steps for the caption check: step s depends only on the steps before it, so the first
@@ -286,8 +288,8 @@ def test_retrieval_probabilities_and_grounding(inferencer, parity_dir, out_root)
                         out_dir=str(out_root / 'retrieval'))
     # Reference by hand: global-query embeddings from the detector, text EOT embeddings.
     model = inferencer.model
-    model.task = 'retrieval'
-    embeds = torch.stack([run_on_image(model, im[..., ::-1]).image_embedding for im in images])
+    embeds = torch.stack([run_on_image(model, im[..., ::-1], task='retrieval').image_embedding
+                          for im in images])
     with torch.no_grad():
         text = model.text_encoder.encode(texts)['eot_feats']
     cos = torch.nn.functional.normalize(embeds, dim=-1) @ \
@@ -301,8 +303,8 @@ def test_retrieval_probabilities_and_grounding(inferencer, parity_dir, out_root)
         best = int(expected[:, t].argmax())
         pred = result['predictions'][best]
         k = pred['referring']['phrases'].index(text_)
-        model.task = 'referring'
-        direct = run_on_image(model, images[best][..., ::-1], text=[text_]).pred_instances
+        direct = run_on_image(model, images[best][..., ::-1], task='referring',
+                              text=[text_]).pred_instances
         assert np.array_equal(pred['referring']['masks'][k], direct.masks[0].numpy())
         assert (Path(pred['out_dir']) / 'referring' / f'{k}.png').is_file()
 
@@ -315,8 +317,9 @@ def test_image_demo(inferencer, synthetic_checkpoint, tmp_path, monkeypatch, cap
     with pytest.raises(FileNotFoundError, match='wget https://huggingface.co'):
         image_demo.main([config, '--weights', str(tmp_path / 'xdecoder_focalt_best_openseg.pt')])
 
-    def shared(model, weights, device):  # the module's model instead of a second build
-        assert (model, weights, device) == (config, str(synthetic_checkpoint), 'cpu')
+    def shared(model, weights, device, precision):  # the module's model, not a second build
+        assert (model, weights, device, precision) == \
+            (config, str(synthetic_checkpoint), 'cpu', None)
         return inferencer
 
     monkeypatch.setattr(image_demo, 'XDecoderInferencer', shared)

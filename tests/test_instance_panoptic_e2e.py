@@ -21,12 +21,13 @@ import torch
 from mmdet.structures import DetDataSample
 from mmengine.runner import Runner
 from PIL import Image
-from xdecoder_test_utils import CONFIGS, ROOT, build_model, memoize, smooth_image
+from xdecoder_test_utils import CONFIGS, ROOT, build_model, memoize_network, smooth_image
 
 sys.path.insert(0, str(ROOT / 'tools'))
 import test as test_tool  # noqa: E402
 
-from projects.XDecoder.xdecoder.runtime import config_from_args  # noqa: E402
+from runtime import config_from_args  # noqa: E402
+
 from projects.XDecoder.xdecoder.text_encoder import TextEncoder, clean_class_name  # noqa: E402
 
 INSTANCE_OFFSET = 1000  # mmdet's panoptic encoding: label + instance_id * INSTANCE_OFFSET
@@ -204,17 +205,15 @@ def predictor(synthetic_state_dict):
     """
     model = build_model()
     model.load_state_dict(synthetic_state_dict)
-    model.extract_feat = memoize(model.extract_feat, lambda x: (x.shape, x.numpy().tobytes()))
-    model.decoder.forward = memoize(model.decoder.forward, lambda multi_scale, feats: id(feats))
-    return model
+    return memoize_network(model)
 
 
 def predict(model, config, options, vocabulary=None):
     """What tools/test.py will predict: the config's test dataloader and task, in-process.
 
-    With ``vocabulary=(names, thing_names)`` the model gets that vocabulary in the documented
-    form (all names in label order as 'text', the things as 'thing_text') instead of what the
-    dataset passes, to check that the dataset passes exactly that.
+    With ``vocabulary=(thing_names, stuff_names)`` the model gets that vocabulary in the
+    documented form (the things in label order as 'text', then the stuff as 'stuff_text')
+    instead of what the dataset passes, to check that the dataset passes exactly that.
     """
     cfg = config_from_args(test_tool.parse_args([config, 'unused.pt', '--cfg-options', *options]))
     model.task = cfg.model.task
@@ -223,11 +222,11 @@ def predict(model, config, options, vocabulary=None):
     with torch.no_grad():
         for batch in Runner.build_dataloader(cfg.test_dataloader):
             if vocabulary is not None:
-                names, things = vocabulary
+                things, stuff = vocabulary
                 batch['data_samples'] = [
                     DetDataSample(metainfo={
                         **{k: v for k, v in s.metainfo.items() if k not in ('text', 'stuff_text')},
-                        'text': names, **({'thing_text': things} if things else {})})
+                        'text': things, **({'stuff_text': stuff} if stuff else {})})
                     for s in batch['data_samples']]
             predictions += model.test_step(batch)
     return predictions
@@ -297,7 +296,7 @@ def test_instance(dataset, predictor, synthetic_checkpoint, tmp_path):
                f'test_dataloader.dataset.metainfo.classes=[{",".join(classes)}]', *FAST]
     predicted = predict(predictor, config, options)
     # The vocabulary the dataset passes is the class subset, in label order.
-    for p, e in zip(predicted, predict(predictor, config, options, vocabulary=(classes, None))):
+    for p, e in zip(predicted, predict(predictor, config, options, vocabulary=(classes, []))):
         assert torch.equal(p.pred_instances.labels, e.pred_instances.labels)
         assert torch.equal(p.pred_instances.masks, e.pred_instances.masks)
 
@@ -374,7 +373,7 @@ def test_panoptic(dataset, predictor, synthetic_checkpoint, tmp_path):
                f'{meta}.stuff_classes=[{",".join(stuff)}]', *FAST]
     predicted = predict(predictor, config, options)
     # The vocabulary the dataset passes is things + stuff in label order, things known as such.
-    explicit = predict(predictor, config, options, vocabulary=(things + stuff, things))
+    explicit = predict(predictor, config, options, vocabulary=(things, stuff))
     for p, e in zip(predicted, explicit):
         assert torch.equal(p.pred_panoptic_seg.sem_seg, e.pred_panoptic_seg.sem_seg)
     pan_maps = [p.pred_panoptic_seg.sem_seg[0].numpy() for p in predicted]

@@ -13,10 +13,6 @@ from xdecoder_test_utils import run_on_image
 @pytest.fixture(scope='module')
 def semantic_run(parity_model, parity_threads, parity_dir):
     model = parity_model
-    model.task = 'semantic'
-    cache = model.extract_feat.cache  # a fresh network pass at this thread count, for the hooks
-    for key in [k for k in cache if k[0] == torch.get_num_threads()]:
-        del cache[key]
     captured = {}
     hooks = [
         model.backbone.register_forward_hook(lambda m, i, o: captured.__setitem__('backbone', o)),
@@ -28,12 +24,12 @@ def semantic_run(parity_model, parity_threads, parity_dir):
     names = json.loads((parity_dir / 'vocabularies.json').read_text())['semantic_12']
     rgb = np.asarray(Image.open(parity_dir / 'inputs' / 'input_640.png').convert('RGB'))
     try:
-        result = run_on_image(model, rgb, text=names)
+        result = run_on_image(model, rgb, task='semantic', text=names)
     finally:
         for hook in hooks:
             hook.remove()
     with torch.no_grad():
-        captured['logits'] = model.class_logits(captured['decoder']['class_embeds'][0], names)
+        captured['logits'] = model.class_logits(captured['decoder'].class_embeds[0], names)
     return result, captured
 
 
@@ -70,6 +66,6 @@ def test_intermediates_match_official(semantic_run, parity_dir):
         assert abs(float(f.mean()) - float(g['mean'])) <= 1e-4 * float(g['std']) + 1e-6, name
         assert abs(float(f.std()) / float(g['std']) - 1) < 1e-4, name
     assert relative_diff(captured['logits'], golden['pred_logits_sem13']) < 1e-4
-    masks = captured['decoder']['mask_logits'][0]
+    masks = captured['decoder'].mask_logits[0]
     assert list(masks.shape[-2:]) == list(golden['pred_masks_stride4_shape'])
     assert relative_diff(masks[:, ::8, ::8], golden['pred_masks_stride4_every8']) < 1e-3

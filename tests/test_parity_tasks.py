@@ -33,14 +33,13 @@ def golden_json(parity_dir, name):
 
 
 def run_task(model, task, rgb, **metainfo):
-    model.task = task
-    return run_on_image(model, rgb, **metainfo)
+    return run_on_image(model, rgb, task=task, **metainfo)
 
 
 def test_panoptic(model, vocab, parity_dir):
-    names = vocab['panoptic_6']
-    result = run_task(model, 'panoptic', photo(parity_dir, 640), text=names,
-                      thing_text=names[:vocab['panoptic_num_things']])
+    names, k = vocab['panoptic_6'], vocab['panoptic_num_things']
+    result = run_task(model, 'panoptic', photo(parity_dir, 640), text=names[:k],
+                      stuff_text=names[k:])
     ours_ids = result.panoptic_segment_ids.numpy()
     ours = result.metainfo['panoptic_segments']
     golden_ids = np.asarray(Image.open(parity_dir / 'golden' / 'panoptic.png'))
@@ -54,13 +53,11 @@ def test_panoptic(model, vocab, parity_dir):
 
 
 def test_instance(model, vocab, parity_dir):
-    names = vocab['panoptic_6']
-    model.test_cfg['instance_thing_only'] = True  # the official evaluation filters to things
-    try:
-        result = run_task(model, 'instance', photo(parity_dir, 640), text=names,
-                          thing_text=names[:vocab['panoptic_num_things']])
-    finally:
-        model.test_cfg['instance_thing_only'] = False
+    names, k = vocab['panoptic_6'], vocab['panoptic_num_things']
+    # The official evaluation: the stuff names compete for the queries, then only the things'
+    # detections are kept (test_cfg.instance_thing_only, on by default).
+    result = run_task(model, 'instance', photo(parity_dir, 640), text=names[:k],
+                      stuff_text=names[k:])
     pred = result.pred_instances
     golden = golden_json(parity_dir, 'instances.json')['detections']
     assert len(pred) == len(golden) == 51

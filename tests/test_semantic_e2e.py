@@ -93,16 +93,22 @@ def focall_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize('config', ['xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py',
-                                    'xdecoder-tiny_finetune_semseg_ade20k.py',
-                                    'xdecoder-large_zeroshot_open-vocab-semseg_ade20k.py'])
-def test_other_ade20k_semantic_configs(config, ade_root, synthetic_checkpoint, focall_checkpoint,
-                                       tmp_path):
+@pytest.mark.parametrize('config,precision', [
+    ('xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py', None),
+    ('xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py', 'bf16'),
+    ('xdecoder-tiny_finetune_semseg_ade20k.py', None),
+    ('xdecoder-large_zeroshot_open-vocab-semseg_ade20k.py', None)])
+def test_other_ade20k_semantic_configs(config, precision, ade_root, synthetic_checkpoint,
+                                       focall_checkpoint, tmp_path):
     sys.path.insert(0, str(ROOT / 'tools'))
     import test as test_tool
     checkpoint = focall_checkpoint if 'large' in config else synthetic_checkpoint
     out = tmp_path / 'preds.pkl'
     metrics = test_tool.main([str(CONFIGS / config), str(checkpoint), '--work-dir',
-                              str(tmp_path), '--out', str(out), '--cfg-options',
+                              str(tmp_path), '--out', str(out),
+                              *(['--precision', precision] if precision else []), '--cfg-options',
                               f'test_dataloader.dataset.data_root={ade_root}', *FAST])
     assert metrics['mIoU'] == reference_miou(ade_root, pickle.loads(out.read_bytes()))
+    # The runner dumps the config it ran: the precision reached the model.
+    (dumped, ) = tmp_path.glob(config)
+    assert f"precision='{precision or 'fp32'}'" in dumped.read_text() or precision is None

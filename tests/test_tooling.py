@@ -145,9 +145,7 @@ def test_no_compiled_mmcv_op_runs_in_any_task(monkeypatch, tmp_path):
     for task, meta in [('semantic', vocab), ('instance', vocab), ('panoptic', vocab),
                        ('referring', dict(text=['the sky'])), ('caption', {}),
                        ('ref-caption', dict(text=['the sky'])), ('retrieval', {})]:
-        model.task = task
-        run_on_image(model, rgb, **meta)
-    model.task = 'semantic'
+        run_on_image(model, rgb, task=task, **meta)
     model.train()
     sample = DetDataSample(metainfo=dict(img_shape=(64, 96), batch_input_shape=(64, 96),
                                          text=['sky', 'tree']))

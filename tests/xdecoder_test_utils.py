@@ -46,6 +46,20 @@ def memoize(fn, key):
     return wrapper
 
 
+def memoize_network(model, per_thread_count: bool = False):
+    """Keep the model's network pass per input image, for tests that post-process the same image
+    several ways: the backbone keyed by the input's values (and the torch thread count, so that
+    each count computes its own), the pixel decoder and the generic decoder pass by the identity
+    of the kept outputs (they stay alive, so their ids stay unique)."""
+    threads = torch.get_num_threads if per_thread_count else (lambda: None)
+    model.backbone.forward = memoize(model.backbone.forward,
+                                     lambda x: (threads(), x.shape, x.numpy().tobytes()))
+    model.pixel_decoder.forward = memoize(model.pixel_decoder.forward, id)
+    model.decoder.forward = memoize(model.decoder.forward,
+                                    lambda mask_features, multi_scale: id(mask_features))
+    return model
+
+
 def run_on_image(model, rgb: np.ndarray, **metainfo):
     """Run ``model.test_step`` on one RGB uint8 image that is already at its test scale."""
     h, w = rgb.shape[:2]

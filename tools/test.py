@@ -10,11 +10,11 @@ import sys
 from mmengine.runner import Runner
 
 # Configs import the project as `projects.XDecoder.xdecoder`: make the repo root importable even
-# when the package is not pip-installed.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, add_runner_args,  # noqa: E402
-                                                check_inputs, config_from_args, run_cli,
-                                                trust_mmengine_checkpoints)
+# when the package is not pip-installed; runtime.py lies beside this file.
+TOOLS = osp.dirname(osp.abspath(__file__))
+sys.path[:0] = [osp.dirname(TOOLS), TOOLS]
+from runtime import (adapt_to_machine, add_runner_args, check_inputs,  # noqa: E402
+                     config_from_args, run_cli, trust_mmengine_checkpoints)
 
 
 def parse_args(argv=None):
@@ -25,6 +25,10 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save drawn predictions under work_dir/timestamp/DIR')
     parser.add_argument('--show', action='store_true', help='show drawn predictions in a window')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
+    parser.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
+                        help="inference precision (model.test_cfg.precision; default: the "
+                        "config's, fp32): bf16 on CPU or GPU, fp16 on GPU; attention masks, "
+                        'class scores and post-processing stay fp32')
     add_runner_args(parser)
     return parser.parse_args(argv)
 
@@ -33,6 +37,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
+    if args.precision is not None:
+        cfg.model.test_cfg = {**cfg.model.get('test_cfg', {}), 'precision': args.precision}
     check_inputs(cfg, args.checkpoint, 'test_dataloader')
     adapt_to_machine(cfg)
     trust_mmengine_checkpoints()

@@ -9,10 +9,12 @@ import sys
 
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from projects.XDecoder.xdecoder.runtime import (adapt_to_machine, add_runner_args,  # noqa: E402
-                                                check_inputs, config_from_args, run_cli,
-                                                trust_mmengine_checkpoints)
+# Configs import the project as `projects.XDecoder.xdecoder`: make the repo root importable even
+# when the package is not pip-installed; runtime.py lies beside this file.
+TOOLS = osp.dirname(osp.abspath(__file__))
+sys.path[:0] = [osp.dirname(TOOLS), TOOLS]
+from runtime import (adapt_to_machine, add_runner_args, check_inputs,  # noqa: E402
+                     config_from_args, run_cli, trust_mmengine_checkpoints)
 
 
 def parse_args(argv=None):

@@ -3,6 +3,9 @@
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
 from .batch_sampler import SameSizeBatchSampler
+from .benchmark_datasets import (ADE20KFullDataset, DatasetVocabularyHook, LoadSegAnnotations16,
+                                 PascalContext459Dataset, ScanNet40SegDataset, ScanNetSegDataset,
+                                 SUNRGBDDataset)
 from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
@@ -19,5 +22,7 @@ __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
     'XDecoderInferencer', 'SameSizeBatchSampler',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
-    'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss'
+    'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
+    'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',
+    'ScanNet40SegDataset', 'LoadSegAnnotations16', 'DatasetVocabularyHook'
 ]

@@ -8,10 +8,11 @@ the attention masks:
 * grounding (referring segmentation): a copy of the object queries plus the phrase tokens;
 * captioning: the caption token features as causal queries, decoded greedily.
 
-Each layer is masked cross-attention -> self-attention -> FFN, all post-norm (Mask2Former order);
-layer ``i`` attends to level ``i % num_levels`` of the pixel decoder's maps, coarsest first.
+Each layer (``_layer``, the same in all three modes) is masked cross-attention -> self-attention
+-> FFN, all post-norm (Mask2Former order); layer ``i`` attends to level ``i % num_levels`` of the
+pixel decoder's maps, coarsest first.
 """
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .pixel_decoder import sine_position_embedding
-from .postprocess import l2_normalize
+from .layers import SinePositionEmbedding, full_precision, l2_normalize
 
 
 class CrossAttentionLayer(nn.Module):
@@ -92,6 +92,22 @@ def unmask_empty_rows(attn_mask: Tensor) -> Tensor:
     return attn_mask.masked_fill(attn_mask.all(-1, keepdim=True), False)
 
 
+@full_precision
+def blocked_pixels(mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``[B, Q, h * w]`` True where a query's mask, resized to a level's ``size``, is off
+    (``sigmoid < 0.5``): what its cross-attention may not see in the next layer."""
+    resized = F.interpolate(mask_logits, size=size, mode='bicubic', align_corners=False,
+                            antialias=True)
+    return resized.sigmoid().flatten(2) < 0.5
+
+
+@full_precision
+def caption_logits(states: Tensor, caping_embed: Tensor, token_embedding: Tensor) -> Tensor:
+    """Next-token logits ``[..., vocab]`` of caption query states ``[..., C]``: projected by
+    ``caping_embed`` and scored against the text encoder's token table (tied output layer)."""
+    return (states @ caping_embed) @ token_embedding.t()
+
+
 def query_self_attn_mask(num_queries: int, context_length: int) -> Tensor:
     """The bool self-attention mask (True = blocked) of latent + caption queries, (1, N, N).
 
@@ -108,6 +124,33 @@ def query_self_attn_mask(num_queries: int, context_length: int) -> Tensor:
     return mask[None]
 
 
+class DecoderOutput(NamedTuple):
+    """One prediction of the decoder (before the first layer, then after each layer).
+
+    * ``class_embeds [B, Q, dim_proj]``, ``mask_logits [B, Q, H/4, W/4]``: the ``Q`` latent
+      queries, the object queries first and the global query last;
+    * ``grounding_embeds [B, Q - 1, dim_proj]``, ``grounding_masks [B, Q - 1, H/4, W/4]``: the
+      grounding queries (grounding mode only, else None).
+    """
+    class_embeds: Tensor
+    mask_logits: Tensor
+    grounding_embeds: Optional[Tensor] = None
+    grounding_masks: Optional[Tensor] = None
+
+    @property
+    def global_embeds(self) -> Tensor:
+        """``[B, dim_proj]`` (``[dim_proj]`` for one image's output): the global query, which
+        summarises the image (retrieval)."""
+        return self.class_embeds[..., -1, :]
+
+
+class Level(NamedTuple):
+    """One flattened pixel-decoder map: ``memory`` and ``pos`` (h * w, B, C), ``size`` (h, w)."""
+    memory: Tensor
+    pos: Tensor
+    size: Tuple[int, int]
+
+
 @MODELS.register_module()
 class XDecoderTransformerDecoder(BaseModule):
     """X-Decoder's decoder ("predictor").
@@ -120,10 +163,10 @@ class XDecoderTransformerDecoder(BaseModule):
         num_levels: multi-scale maps attended in turn.
         context_length: caption length (text context of the language encoder).
 
-    All modes take ``multi_scale`` (list of ``[B, hidden_dim, h_l, w_l]``, coarsest first) and
-    ``mask_features`` ``[B, hidden_dim, H/4, W/4]`` and return, per prediction step, a dict with
-    ``class_embeds`` ``[B, Qm, dim_proj]`` and ``mask_logits`` ``[B, Qm, H/4, W/4]``, where ``Qm``
-    is ``num_queries`` (generic, captioning) or ``2 * num_queries - 1`` (grounding).
+    Every mode takes the pixel decoder's output in its order: ``mask_features
+    [B, hidden_dim, H/4, W/4]`` and ``multi_scale`` (list of ``[B, hidden_dim, h_l, w_l]``,
+    coarsest first). Generic and grounding modes return one :class:`DecoderOutput` per prediction
+    step (``num_layers + 1``, the last is the final one); captioning returns token ids.
     """
 
     def __init__(self, hidden_dim: int = 512, dim_proj: int = 512, num_queries: int = 101,
@@ -139,6 +182,7 @@ class XDecoderTransformerDecoder(BaseModule):
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.level_embed = nn.Embedding(num_levels, hidden_dim)
+        self.position_embedding = SinePositionEmbedding(hidden_dim // 2)
         self.transformer_self_attention_layers = nn.ModuleList(
             SelfAttentionLayer(hidden_dim, num_heads) for _ in range(num_layers))
         self.transformer_cross_attention_layers = nn.ModuleList(
@@ -155,74 +199,76 @@ class XDecoderTransformerDecoder(BaseModule):
         nn.init.trunc_normal_(self.caping_embed, std=0.02)
 
     # ------------------------------------------------------------------ shared machinery
-    def _memory(self, multi_scale: Sequence[Tensor]):
-        """Flattened maps + level embedding, their sine position embedding, and their sizes."""
-        memories, positions, sizes = [], [], []
-        for level, feat in enumerate(multi_scale):
-            sizes.append(feat.shape[-2:])
-            pos = sine_position_embedding(feat, feat.shape[1] // 2)
-            positions.append(pos.flatten(2).permute(2, 0, 1))
-            memory = feat.flatten(2) + self.level_embed.weight[level][None, :, None]
-            memories.append(memory.permute(2, 0, 1))
-        return memories, positions, sizes
+    def _levels(self, multi_scale: Sequence[Tensor]) -> List[Level]:
+        """The maps flattened, with their level embedding and sine position embedding."""
+        levels = []
+        for i, feat in enumerate(multi_scale):
+            memory = feat.flatten(2) + self.level_embed.weight[i][None, :, None]
+            pos = self.position_embedding(feat).flatten(2)
+            levels.append(Level(memory.permute(2, 0, 1), pos.permute(2, 0, 1), feat.shape[-2:]))
+        return levels
 
-    def _predict(self, x: Tensor, mask_features: Tensor, attn_size, num_masked: int) -> Dict:
-        """Prediction head on the decoder state ``x`` (L, B, C).
+    def _layer(self, i: int, x: Tensor, pos: Tensor, level: Level, cross_mask: Optional[Tensor],
+               self_mask: Tensor, text: Optional[Tensor] = None,
+               text_pos: Optional[Tensor] = None, prefix: Optional[Tensor] = None,
+               prefix_pos: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        """Layer ``i`` on queries ``x`` / ``pos`` (L, B, C).
+
+        ``text`` (T, B, C) joins self-attention and the FFN only (grounding phrases); ``prefix``
+        rows are attended to in self-attention without being updated (captioning's latent
+        queries). Returns the new ``x``, the new ``text`` and ``x`` after cross-attention.
+        """
+        x = self.transformer_cross_attention_layers[i](x, level.memory, cross_mask, level.pos,
+                                                       pos)
+        crossed, num_visual = x, x.shape[0]
+        if text is not None:
+            x, pos = torch.cat([x, text]), torch.cat([pos, text_pos])
+        x = self.transformer_self_attention_layers[i](x, self_mask, pos, prefix, prefix_pos)
+        x = self.transformer_ffn_layers[i](x)
+        if text is not None:
+            x, text = x[:num_visual], x[num_visual:]
+        return x, text, crossed
+
+    def _predict(self, x: Tensor, mask_features: Tensor,
+                 attn_size: Tuple[int, int]) -> Tuple[DecoderOutput, Tensor]:
+        """Prediction heads on the decoder state ``x`` (L, B, C), and the cross-attention mask
+        ``[B * heads, L, h * w]`` (True = blocked) the masks imply for the next layer.
 
         The global query's output is replaced by a similarity-weighted mean of the object
-        queries' outputs before any head reads it. Returns class embeddings and mask logits of the
-        first ``num_masked`` rows, the cross-attention mask they imply for the next layer
-        ``[B * heads, num_masked, h * w]``, and the normalised state ``[B, L, C]``.
+        queries' outputs before any head reads it.
         """
         states = self.decoder_norm(x).transpose(0, 1)
-        n_obj = self.num_queries - 1
-        objects, global_query = states[:, :n_obj], states[:, n_obj:n_obj + 1]
+        q = self.num_queries
+        objects, global_query = states[:, :q - 1], states[:, q - 1:q]
         weights = (l2_normalize(global_query) @ l2_normalize(objects).transpose(1, 2)).softmax(-1)
-        visual = torch.cat(
-            [objects, weights @ objects, states[:, self.num_queries:num_masked]], dim=1)
+        visual = torch.cat([objects, weights @ objects, states[:, q:]], dim=1)
         class_embeds = visual @ self.class_embed
         mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(visual), mask_features)
 
-        attn = F.interpolate(mask_logits, size=attn_size, mode='bicubic', align_corners=False,
-                             antialias=True)
-        attn = attn.sigmoid().flatten(2) < 0.5
-        attn = attn.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        attn = blocked_pixels(mask_logits, attn_size).detach()
+        attn = attn.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         # The released model unmasks the row right after the latent queries (the first grounding
         # query); reproduced because the weights were trained with it.
-        attn[:, self.num_queries:self.num_queries + 1] = False
-        return dict(class_embeds=class_embeds, mask_logits=mask_logits, attn_mask=attn,
-                    states=states)
+        attn[:, q:q + 1] = False
+        grounding = (class_embeds[:, q:], mask_logits[:, q:]) if x.shape[0] > q else (None, None)
+        return DecoderOutput(class_embeds[:, :q], mask_logits[:, :q], *grounding), attn
 
-    def _decode(self, multi_scale: Sequence[Tensor], mask_features: Tensor, x: Tensor,
-                pos: Tensor, num_masked: int, self_mask: Tensor, text: Optional[Tensor] = None,
-                text_pos: Optional[Tensor] = None,
-                after_cross_attn: Optional[List[Tensor]] = None) -> List[Dict]:
-        """Run all layers on queries ``x`` / ``pos`` (L, B, C); returns every prediction.
-
-        ``text`` (T, B, C) joins only self-attention and the FFN (grounding phrases).
-        ``after_cross_attn``, if given, receives each layer's state after cross-attention.
-        """
-        memories, positions, sizes = self._memory(multi_scale)
-        predictions = [self._predict(x, mask_features, sizes[0], num_masked)]
+    def _decode(self, mask_features: Tensor, multi_scale: Sequence[Tensor], x: Tensor,
+                pos: Tensor, self_mask: Tensor, text: Optional[Tensor] = None,
+                text_pos: Optional[Tensor] = None) -> Tuple[List[DecoderOutput], List[Tensor]]:
+        """All layers on queries ``x`` / ``pos`` (L, B, C): every prediction, and each layer's
+        state after cross-attention (which captioning's queries attend to)."""
+        levels = self._levels(multi_scale)
+        pred, attn = self._predict(x, mask_features, levels[0].size)
+        predictions, crossed_states = [pred], []
         for i in range(self.num_layers):
-            level = i % self.num_levels
-            attn = unmask_empty_rows(predictions[-1]['attn_mask'])
-            x = self.transformer_cross_attention_layers[i](x, memories[level], attn,
-                                                           positions[level], pos)
-            if after_cross_attn is not None:
-                after_cross_attn.append(x)
-            num_visual = x.shape[0]
-            if text is not None:
-                x, layer_pos = torch.cat([x, text]), torch.cat([pos, text_pos])
-            else:
-                layer_pos = pos
-            x = self.transformer_self_attention_layers[i](x, self_mask, layer_pos)
-            x = self.transformer_ffn_layers[i](x)
-            if text is not None:
-                x, text = x[:num_visual], x[num_visual:]
-            predictions.append(
-                self._predict(x, mask_features, sizes[(i + 1) % self.num_levels], num_masked))
-        return predictions
+            x, text, crossed = self._layer(i, x, pos, levels[i % self.num_levels],
+                                           unmask_empty_rows(attn), self_mask, text, text_pos)
+            crossed_states.append(crossed)
+            pred, attn = self._predict(x, mask_features,
+                                       levels[(i + 1) % self.num_levels].size)
+            predictions.append(pred)
+        return predictions, crossed_states
 
     def _latent_queries(self, batch_size: int, extra: int = 0):
         """Content and position of the latent queries followed by ``extra`` object-query copies."""
@@ -232,29 +278,29 @@ class XDecoderTransformerDecoder(BaseModule):
         return (feat[:, None].repeat(1, batch_size, 1), embed[:, None].repeat(1, batch_size, 1))
 
     # ------------------------------------------------------------------ the three modes
-    def forward(self, multi_scale: Sequence[Tensor], mask_features: Tensor) -> List[Dict]:
-        """Generic mode: ``num_queries`` latent queries; the last one is the global query."""
+    def forward(self, mask_features: Tensor,
+                multi_scale: Sequence[Tensor]) -> List[DecoderOutput]:
+        """Generic mode: the ``num_queries`` latent queries."""
         x, pos = self._latent_queries(mask_features.shape[0])
         q = self.num_queries
-        return self._decode(multi_scale, mask_features, x, pos, q, self.self_attn_mask[0, :q, :q])
+        return self._decode(mask_features, multi_scale, x, pos, self.self_attn_mask[0, :q, :q])[0]
 
-    def forward_grounding(self, multi_scale: Sequence[Tensor], mask_features: Tensor,
-                          token_feats: Tensor) -> List[Dict]:
+    def forward_grounding(self, mask_features: Tensor, multi_scale: Sequence[Tensor],
+                          token_feats: Tensor) -> List[DecoderOutput]:
         """Grounding mode for one image: ``token_feats`` (T, 1, C) are the valid tokens of all
         phrases, concatenated. The object queries are duplicated as grounding queries, which
         together with the tokens form a group that the generic queries cannot see (and vice
-        versa). Returns ``2 * num_queries - 1`` class embeddings / masks per prediction; rows
-        ``num_queries:`` are the grounding queries."""
+        versa); their outputs are ``grounding_embeds`` / ``grounding_masks``."""
         q = self.num_queries
         x, pos = self._latent_queries(mask_features.shape[0], extra=q - 1)
         size = x.shape[0] + token_feats.shape[0]
         self_mask = torch.ones(size, size, dtype=torch.bool, device=x.device)
         self_mask[:q, :q] = self.self_attn_mask[0, :q, :q]
         self_mask[q:, q:] = False
-        return self._decode(multi_scale, mask_features, x, pos, x.shape[0], self_mask,
-                            text=token_feats.detach(), text_pos=token_feats)
+        return self._decode(mask_features, multi_scale, x, pos, self_mask,
+                            text=token_feats.detach(), text_pos=token_feats)[0]
 
-    def forward_caption(self, multi_scale: Sequence[Tensor], mask_features: Tensor,
+    def forward_caption(self, mask_features: Tensor, multi_scale: Sequence[Tensor],
                         token_features: Callable[[Tensor], Tensor], token_embedding: Tensor,
                         start_id: int, num_steps: int = 50,
                         region_mask: Optional[Tensor] = None) -> Tensor:
@@ -262,7 +308,7 @@ class XDecoderTransformerDecoder(BaseModule):
 
         Args:
             token_features: maps token ids ``[B, L]`` to projected, un-normalised text-encoder
-                token features ``[B, L, C]``.
+                token features ``[B, L, C]`` (``TextEncoder.token_features``).
             token_embedding: the text encoder's token table ``[vocab, C]`` (tied output layer).
             start_id: the start-of-text id that fills the buffer initially.
             region_mask: optional ``[B, H, W]`` bool, True inside the region the caption is
@@ -279,35 +325,31 @@ class XDecoderTransformerDecoder(BaseModule):
         # decode them once and keep each layer's post-cross-attention state, which caption
         # queries attend to in that layer's self-attention.
         latent, latent_pos = self._latent_queries(b)
-        latent_states: List[Tensor] = []
-        self._decode(multi_scale, mask_features, latent, latent_pos, q,
-                     self.self_attn_mask[0, :q, :q], after_cross_attn=latent_states)
-        memories, positions, sizes = self._memory(multi_scale)
-        outside_region = self._region_cross_masks(region_mask, sizes)
+        latent_states = self._decode(mask_features, multi_scale, latent, latent_pos,
+                                     self.self_attn_mask[0, :q, :q])[1]
+        levels = self._levels(multi_scale)
+        outside_region = self._region_cross_masks(region_mask, levels)
         for step in range(min(num_steps, self.context_length - 1)):
             length = step + 1
             x = token_features(tokens[:, :length]).transpose(0, 1)
             pos = x + self.pos_embed_caping.weight[:length, None]
             self_mask = self.self_attn_mask[0, q:q + length, :q + length]
             for i in range(self.num_layers):
-                level = i % self.num_levels
-                cross_mask = outside_region[level]
+                cross_mask = outside_region[i % self.num_levels]
                 if cross_mask is not None:  # [B * heads, length, h * w]
                     cross_mask = unmask_empty_rows(cross_mask[:, None, None].expand(
                         -1, self.num_heads, length, -1).flatten(0, 1))
-                x = self.transformer_cross_attention_layers[i](
-                    x, memories[level], cross_mask, positions[level], pos)
-                x = self.transformer_self_attention_layers[i](
-                    x, self_mask, pos, prefix=latent_states[i], prefix_pos=latent_pos)
-                x = self.transformer_ffn_layers[i](x)
-            last = self.decoder_norm(x[step])
-            logits = (last @ self.caping_embed) @ token_embedding.t()
-            tokens[:, step + 1] = logits.argmax(-1)
+                x = self._layer(i, x, pos, levels[i % self.num_levels], cross_mask, self_mask,
+                                prefix=latent_states[i], prefix_pos=latent_pos)[0]
+            tokens[:, step + 1] = caption_logits(self.decoder_norm(x[step]), self.caping_embed,
+                                                 token_embedding).argmax(-1)
         return tokens
 
-    def _region_cross_masks(self, region_mask: Optional[Tensor], sizes) -> List[Optional[Tensor]]:
+    @staticmethod
+    def _region_cross_masks(region_mask: Optional[Tensor],
+                            levels: Sequence[Level]) -> List[Optional[Tensor]]:
         """Per level, [B, h * w] True outside the caption region (None: no region)."""
         if region_mask is None:
-            return [None] * len(sizes)
-        return [F.interpolate(region_mask[:, None].float(), size=size, mode='nearest').flatten(1)
-                < 0.5 for size in sizes]
+            return [None] * len(levels)
+        return [F.interpolate(region_mask[:, None].float(), size=level.size,
+                              mode='nearest').flatten(1) < 0.5 for level in levels]

@@ -5,12 +5,12 @@ merges the finer maps; the last FPN output, after one more conv, is the stride-4
 """
 from typing import List, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
-from mmdet.models.layers import SinePositionalEncoding
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
+
+from .layers import SinePositionEmbedding
 
 
 class ConvNorm(nn.Conv2d):
@@ -69,17 +69,6 @@ class TransformerEncoder(nn.Module):
         return x
 
 
-def sine_position_embedding(x: Tensor, num_feats: int) -> Tensor:
-    """Normalised sine/cosine position embedding of a feature map, (B, 2*num_feats, H, W).
-
-    Padding is not masked (the official model does not mask it either), so the map is treated as
-    all-valid.
-    """
-    encoding = SinePositionalEncoding(num_feats=num_feats, normalize=True)
-    padding = x.new_zeros((x.shape[0], ) + x.shape[-2:], dtype=torch.bool)
-    return encoding(padding).to(x.dtype)
-
-
 @MODELS.register_module()
 class XDecoderPixelDecoder(BaseModule):
     """Pixel decoder: transformer encoder on the /32 map, then a top-down FPN.
@@ -100,6 +89,7 @@ class XDecoderPixelDecoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.num_outs = num_outs
         self.input_proj = nn.Conv2d(in_channels[-1], conv_dim, 1)
+        self.position_embedding = SinePositionEmbedding(conv_dim // 2)
         self.transformer = TransformerEncoder(num_encoder_layers, dim=conv_dim,
                                               num_heads=num_heads, ffn_dim=ffn_dim)
         # adapter_k / layer_k follow the official numbering: k=1 is the finest level (res2) and
@@ -113,7 +103,7 @@ class XDecoderPixelDecoder(BaseModule):
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         top = self.input_proj(feats[-1])
         b, c, h, w = top.shape
-        pos = sine_position_embedding(top, c // 2).flatten(2).permute(2, 0, 1)
+        pos = self.position_embedding(top).flatten(2).permute(2, 0, 1)
         top = self.transformer(top.flatten(2).permute(2, 0, 1), pos)
         y = getattr(self, f'layer_{len(feats)}')(top.permute(1, 2, 0).reshape(b, c, h, w))
         multi_scale = [y]

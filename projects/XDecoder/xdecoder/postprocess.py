@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layers import clamped_logit_scale, full_precision, l2_normalize
 from .tokenizer import EOT_TEXT, SOT_TEXT
 
 __all__ = [
     'resize_to_original', 'semantic_inference', 'instance_inference', 'panoptic_inference',
-    'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores',
-    'l2_normalize'
+    'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores'
 ]
 
 
@@ -31,6 +31,7 @@ def _bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode='bicubic', align_corners=False, antialias=True)
 
 
+@full_precision
 def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Sequence[int],
                        ori_hw: Sequence[int]) -> Tensor:
     """Bring low-resolution mask logits back to the original image size.
@@ -62,6 +63,7 @@ def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Se
     return x if batched else x[0]
 
 
+@full_precision
 def semantic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        score_thr: Optional[float] = None,
@@ -102,6 +104,7 @@ def _mask_scores(mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
     return binary, score
 
 
+@full_precision
 def instance_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        max_per_img: int = 100,
@@ -142,6 +145,7 @@ def instance_inference(cls_logits: Tensor,
                 query_ids=query_ids[order].long())
 
 
+@full_precision
 def panoptic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        thing_labels: Iterable[int],
@@ -245,16 +249,7 @@ def panoptic_to_mmdet(seg_ids: Tensor,
     return out
 
 
-def l2_normalize(x: Tensor, eps: float = 1e-7) -> Tensor:
-    """``x / (||x|| + eps)`` over the last dim (X-Decoder's epsilon, not F.normalize's clamp)."""
-    return x / (x.norm(dim=-1, keepdim=True) + eps)
-
-
-def _clamped_scale(logit_scale: Union[Tensor, float], like: Tensor,
-                   max_scale: float = 100.0) -> Tensor:
-    return torch.as_tensor(logit_scale).to(like).exp().clamp(max=max_scale)
-
-
+@full_precision
 def referring_selection(grounding_embeds: Tensor, phrase_embeds: Tensor,
                         logit_scale: Union[Tensor, float]) -> Tuple[Tensor, Tensor]:
     """Pick one grounding query per referring phrase.
@@ -268,7 +263,7 @@ def referring_selection(grounding_embeds: Tensor, phrase_embeds: Tensor,
         ``query_ids [N]`` (argmax over queries per phrase) and ``logits [N, Qg]``
         (``min(exp(logit_scale), 100) * cos``, one row per phrase).
     """
-    scale = _clamped_scale(logit_scale, grounding_embeds)
+    scale = clamped_logit_scale(logit_scale, grounding_embeds)
     logits = scale * l2_normalize(phrase_embeds) @ l2_normalize(grounding_embeds).t()
     return logits.argmax(-1), logits
 
@@ -297,6 +292,7 @@ def caption_text(ids: Union[Tensor, Sequence[int]],
     return text
 
 
+@full_precision
 def retrieval_scores(image_embeds: Tensor,
                      text_embeds: Tensor,
                      logit_scale: Optional[Union[Tensor, float]] = None,
@@ -326,5 +322,5 @@ def retrieval_scores(image_embeds: Tensor,
         backbone = l2_normalize(backbone_image_embeds) @ text.t()
         scores = (1 - backbone_weight) * scores + backbone_weight * backbone
     if logit_scale is not None:
-        scores = _clamped_scale(logit_scale, scores) * scores
+        scores = clamped_logit_scale(logit_scale, scores) * scores
     return scores

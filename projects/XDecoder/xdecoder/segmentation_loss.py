@@ -19,7 +19,7 @@ from mmdet.utils import reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-SEGMENTATION_TASKS = ('semantic', 'instance', 'panoptic')
+from .tasks import TRAINABLE_TASKS, get_task
 
 
 def mask_assigner(class_cost: str = 'ClassificationCost') -> Dict:
@@ -229,11 +229,10 @@ def segmentation_targets(data_sample: DetDataSample, task: str, num_classes: int
     Returns ``InstanceData(labels [N] long, masks [N, H_pad, W_pad] bool)``, the masks padded
     at the bottom and right to ``batch_input_shape`` as the images are.
     """
-    if task not in SEGMENTATION_TASKS:
+    needs = get_task(task).train_targets
+    if not needs:
         raise ValueError(f'No segmentation ground truth for task {task!r}; '
-                         f'choose one of {SEGMENTATION_TASKS}.')
-    needs = {'semantic': ('gt_sem_seg',), 'instance': ('gt_instances',),
-             'panoptic': ('gt_instances', 'gt_sem_seg')}[task]
+                         f'choose one of {TRAINABLE_TASKS}.')
     missing = [key for key in needs if key not in data_sample]
     if missing:
         raise ValueError(f'Training task {task!r} needs {missing} in the data samples: load them '
@@ -257,7 +256,7 @@ def segmentation_targets(data_sample: DetDataSample, task: str, num_classes: int
             raise ValueError(f'gt_sem_seg has labels {outside} outside the vocabulary of '
                              f'{num_classes} names (ignore_index {ignore_index}); the dataset '
                              'classes and the label maps must match (reduce_zero_label?).')
-        if task == 'panoptic':
+        if 'gt_instances' in needs:  # the instances are the things; the label map adds stuff
             things = set(range(num_classes) if thing_labels is None else thing_labels)
             present = [c for c in present if c not in things]
         labels.append(torch.tensor(present, dtype=torch.long, device=sem_seg.device))

@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from .embedding_cache import EmbeddingDiskCache, default_cache_folder, weights_hash
-from .postprocess import l2_normalize
+from .layers import full_precision, l2_normalize
 from .tokenizer import CONTEXT_LENGTH, EOT_ID, VOCAB_SIZE, CLIPTokenizer
 
 __all__ = ['PROMPT_TEMPLATES', 'TextTransformer', 'TextEncoder', 'clean_class_name']
@@ -246,6 +246,8 @@ class TextEncoder(BaseModule):
       ``lang_proj`` and not normalised; EOT pooling takes the first EOT
       (``argmax(input_ids)``).  ``attention_mask`` is accepted for API
       symmetry and ignored, as in X-Decoder: attention is causal.
+    * ``token_features(input_ids [N, L])`` -> ``[N, L, D]`` and ``token_embedding``
+      ``[vocab, width]``: what greedy captioning needs.
     * ``encode(texts)`` -> dict with ``token_feats [N, L, D]``,
       ``eot_feats [N, D]``, ``attention_mask [N, L]`` where ``L`` is the
       longest tokenized text (SOT..EOT) of the batch, not 77.
@@ -302,6 +304,16 @@ class TextEncoder(BaseModule):
         eot = hidden[torch.arange(hidden.shape[0], device=hidden.device), input_ids.argmax(dim=-1)]
         return hidden @ self.lang_proj, eot @ self.lang_proj
 
+    def token_features(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token-level features ``[N, L, D]`` (``@ lang_proj``, not normalised) of ``input_ids
+        [N, L]``: the caption queries' input."""
+        return self.transformer(input_ids) @ self.lang_proj
+
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        """The token table ``[vocab, width]``, which captioning reuses as its output layer."""
+        return self.transformer.token_embedding.weight
+
     def encode(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
         """Tokenize and embed texts (e.g. referring phrases) on the module's
         device: ``token_feats [N, L, D]``, ``eot_feats [N, D]`` (both
@@ -317,6 +329,7 @@ class TextEncoder(BaseModule):
         return dict(token_feats=token_feats, eot_feats=eot_feats, attention_mask=attention_mask)
 
     # ------------------------------------------------------- similarity helpers
+    @full_precision
     def compute_similarity(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Class logits: ``exp(logit_scale) * normalize(visual) @ text.T``
         (``visual [..., D]`` normalised with +1e-7, ``text [K, D]`` already
@@ -342,7 +355,7 @@ class TextEncoder(BaseModule):
             on disk; the same tensor object is returned again, so do not
             modify it in place.
         """
-        names = self._check_vocabulary(names)
+        names = self.check_vocabulary(names)
         fingerprint = self._weights_fingerprint()
         key = (names, fingerprint)
         cached = self._class_cache.get(key)
@@ -406,7 +419,9 @@ class TextEncoder(BaseModule):
         return tuple((p.device, p.dtype, p.data_ptr(), p._version) for p in self.parameters())
 
     @staticmethod
-    def _check_vocabulary(names) -> Tuple[str, ...]:
+    def check_vocabulary(names) -> Tuple[str, ...]:
+        """The names as a tuple; ``ValueError`` naming the problem for an unusable vocabulary
+        (not a list of str, empty, empty names, duplicates, 'background')."""
         if isinstance(names, str) or not isinstance(names, Sequence):
             raise ValueError('class names must be a list/tuple of str, got '
                              f'{type(names).__name__}; wrap a single name as [name]')

@@ -11,7 +11,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .postprocess import l2_normalize
+from .layers import l2_normalize
 from .text_encoder import BACKGROUND, PROMPT_TEMPLATES, TextEncoder, clean_class_name
 
 
@@ -22,7 +22,7 @@ def random_prompts(names: Sequence[str], generator: torch.Generator) -> Tuple[li
     Returns the ``K + 1`` prompts and the drawn template indices ``[K + 1]``.
     """
     # The evaluation path's checks: distinct, non-empty names, 'background' not among them.
-    names = TextEncoder._check_vocabulary(names) + (BACKGROUND, )
+    names = TextEncoder.check_vocabulary(names) + (BACKGROUND, )
     templates = torch.randint(len(PROMPT_TEMPLATES), (len(names), ), generator=generator)
     prompts = [PROMPT_TEMPLATES[t].format(clean_class_name(name))
                for t, name in zip(templates.tolist(), names)]

@@ -36,7 +36,7 @@ from mmengine import dist
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from .postprocess import _clamped_scale, l2_normalize
+from .layers import clamped_logit_scale, l2_normalize
 from .segmentation_loss import (mask_assigner, name_deep_supervision, point_mask_losses,
                                 point_sampled_assign)
 
@@ -77,7 +77,7 @@ def image_text_contrastive(image_embeds: Tensor, text_embeds: Tensor,
     ``min(exp(logit_scale), 100) * cos``. Returns a scalar."""
     images = l2_normalize(all_gather_with_grad(image_embeds))
     texts = l2_normalize(all_gather_with_grad(text_embeds))
-    logits = _clamped_scale(logit_scale, images) * images @ texts.t()
+    logits = clamped_logit_scale(logit_scale, images) * images @ texts.t()
     pairs = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, pairs) + F.cross_entropy(logits.t(), pairs)) / 2
 
@@ -170,7 +170,7 @@ class XDecoderGroundingLoss(nn.Module):
         for embeds, masks, target in zip(grounding_embeds, mask_logits, targets):
             if len(target) == 0:
                 continue
-            scale = _clamped_scale(logit_scale, embeds)
+            scale = clamped_logit_scale(logit_scale, embeds)
             logits = scale * l2_normalize(embeds) @ l2_normalize(target.text_embeds).t()
             phrases = torch.arange(len(target), device=logits.device)
             query_ids, phrase_ids = point_sampled_assign(

@@ -3,7 +3,7 @@
 image -> data preprocessor -> backbone -> pixel decoder -> decoder (generic / grounding /
 captioning mode) -> per-task post-processing (``postprocess.py``) -> data samples that mmdet's
 metrics and visualizers read. Text (class names, phrases) is embedded by the text encoder, which
-caches class embeddings per vocabulary.
+caches class embeddings per vocabulary. Which task runs is the samples' ``task`` (``tasks.py``).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -12,14 +12,17 @@ from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmengine.structures import InstanceData, PixelData
+from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
 from . import postprocess
 from .checkpoint import official_checkpoint_pre_hook
-from .segmentation_loss import SEGMENTATION_TASKS, segmentation_targets
+from .decoder import DecoderOutput
+from .layers import PRECISIONS, autocast_for
+from .segmentation_loss import segmentation_targets
+from .tasks import TRAINABLE_TASKS, TaskSpec, get_task, parse_texts
+from .text_encoder import BACKGROUND
 from .tokenizer import SOT_ID
-
-TASKS = ('semantic', 'instance', 'panoptic', 'referring', 'caption', 'ref-caption', 'retrieval')
 
 
 @MODELS.register_module()
@@ -28,7 +31,8 @@ class XDecoder(BaseDetector):
 
     Args:
         backbone, pixel_decoder, decoder, text_encoder: configs of the four parts.
-        task: what ``predict`` does, one of ``TASKS``.
+        task: the task of samples whose metainfo names none (dataset samples), one of
+            ``tasks.TASKS``; a sample's ``task`` metainfo takes precedence.
         backbone_dim, dim_proj: shape of ``backbone_proj`` (image-text retrieval ensemble).
         test_cfg: post-processing options, see ``DEFAULT_TEST_CFG``.
         criterion: training loss config (e.g. ``dict(type='XDecoderSegLoss')``); None = the
@@ -36,17 +40,26 @@ class XDecoder(BaseDetector):
             embeddings are cached and computed without gradients.
         strict_checkpoint: refuse a checkpoint whose keys or shapes differ from the model's.
 
-    ``predict(inputs [B, 3, H, W], data_samples)`` fills, per task, ``pred_sem_seg``,
-    ``pred_instances``, ``pred_panoptic_seg``, ``pred_instances.masks`` of the phrases
-    (referring), ``pred_caption``, or ``image_embedding`` / ``caption_embeddings`` /
-    ``backbone_image_embedding`` (retrieval).
+    The vocabulary of a sample is its ``text`` (class names; the things when ``stuff_text``
+    holds the stuff names), as mmdet's datasets with ``return_classes=True`` send it; labels
+    index ``text + stuff_text``. Referring phrases are ``text`` too.
+
+    ``predict(inputs [B, 3, H, W], data_samples)`` fills each sample's ``fields`` of its task
+    (``tasks.TASKS``): ``pred_sem_seg``, ``pred_instances``, ``pred_panoptic_seg``,
+    ``pred_instances.masks`` of the phrases (referring), ``pred_caption``, or
+    ``image_embedding`` / ``caption_embeddings`` / ``backbone_image_embedding`` (retrieval).
     """
 
     DEFAULT_TEST_CFG = dict(
+        # The vocabulary of samples without 'text' (and 'stuff_text'): class names.
+        classes=None,
+        stuff_classes=None,
         # None = official argmax; a float reproduces the MMDetection port's use_thr_for_mc.
         semantic_score_thr=None,
         max_per_img=100,
-        instance_thing_only=False,
+        # Instance segmentation with stuff names: they compete for the queries, then their
+        # detections are dropped (the official evaluation); False keeps them.
+        instance_thing_only=True,
         object_mask_thr=0.8,
         overlap_thr=0.8,
         mask_thr=0.5,
@@ -58,6 +71,11 @@ class XDecoder(BaseDetector):
         # region; False reproduces the official demo and the MMDetection port, whose region mask
         # never reaches the decoder (a caption of the whole image).
         ref_caption_use_region=True,
+        # True for benchmark vocabularies with repeated names or a 'background' class.
+        repeated_names=False,
+        # Inference precision: 'fp32', 'bf16' (CPU or GPU) or 'fp16' (GPU). The network runs
+        # under autocast; attention masks, class scores and post-processing stay fp32.
+        precision='fp32',
     )
 
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
@@ -66,9 +84,11 @@ class XDecoder(BaseDetector):
                  criterion: Optional[Dict] = None, data_preprocessor: Optional[Dict] = None,
                  strict_checkpoint: bool = True, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if task not in TASKS:
-            raise ValueError(f'Unknown task {task!r}; choose one of {TASKS}.')
-        self.task = task
+        self.task = get_task(task).name
+        unknown = sorted(set(test_cfg or {}) - set(self.DEFAULT_TEST_CFG))
+        if unknown:
+            raise ValueError(f'Unknown model.test_cfg keys {unknown}; the options are '
+                             f'{sorted(self.DEFAULT_TEST_CFG)}.')
         self.backbone = MODELS.build(backbone)
         self.pixel_decoder = MODELS.build(pixel_decoder)
         self.decoder = MODELS.build(decoder)
@@ -76,6 +96,9 @@ class XDecoder(BaseDetector):
         self.backbone_proj = nn.Parameter(torch.empty(backbone_dim, dim_proj))
         nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         self.test_cfg = {**self.DEFAULT_TEST_CFG, **(test_cfg or {})}
+        if self.test_cfg['precision'] not in PRECISIONS:
+            raise ValueError(f"Unknown model.test_cfg.precision {self.test_cfg['precision']!r}; "
+                             f'choose one of {sorted(PRECISIONS)}.')
         self.train_cfg = train_cfg
         self.criterion = None if criterion is None else MODELS.build(criterion)
         if self.criterion is not None:
@@ -90,7 +113,14 @@ class XDecoder(BaseDetector):
         return self.pixel_decoder(self.backbone(batch_inputs))
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None):
-        return self.decoder(*reversed(self.extract_feat(batch_inputs)))[-1]
+        return self.decoder(*self.extract_feat(batch_inputs))[-1]
+
+    def task_of(self, batch_data_samples: SampleList) -> TaskSpec:
+        """The samples' task (their ``task`` metainfo, else ``self.task``); one per batch."""
+        names = {s.metainfo.get('task', self.task) for s in batch_data_samples} or {self.task}
+        if len(names) > 1:
+            raise ValueError(f'One task per batch, got {sorted(names)}.')
+        return get_task(names.pop())
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Segmentation losses of every decoder prediction (see ``XDecoderSegLoss``), with
@@ -99,38 +129,57 @@ class XDecoder(BaseDetector):
             raise RuntimeError(
                 "This model has no training loss: set model.criterion=dict(type='XDecoderSegLoss')"
                 ' (see projects/XDecoder/configs/xdecoder-tiny_finetune_semseg_ade20k.py).')
-        if self.task not in SEGMENTATION_TASKS:
-            raise NotImplementedError(f'Training is implemented for the {SEGMENTATION_TASKS} '
-                                      f'tasks, not {self.task!r}.')
-        mask_features, multi_scale = self.extract_feat(batch_inputs)
-        predictions = self.decoder(multi_scale, mask_features)
+        task = self.task_of(batch_data_samples)
+        if not task.train_targets:
+            raise NotImplementedError(f'Training is implemented for the {TRAINABLE_TASKS} '
+                                      f'tasks, not {task.name!r}.')
+        predictions = self.decoder(*self.extract_feat(batch_inputs))
         vocabularies = [self._vocabulary(s) for s in batch_data_samples]
         class_logits = [[self.class_logits(embeds, names)
-                         for embeds, names in zip(pred['class_embeds'], vocabularies)]
+                         for embeds, names in zip(pred.class_embeds, vocabularies)]
                         for pred in predictions]
-        targets = []
-        for sample, names in zip(batch_data_samples, vocabularies):
-            things = self._thing_labels(sample, len(names)) if self.task == 'panoptic' else None
-            targets.append(segmentation_targets(sample, self.task, len(names), things))
-        return self.criterion(class_logits, [pred['mask_logits'] for pred in predictions],
-                              targets)
+        targets = [segmentation_targets(s, task.name, len(names), self._thing_labels(s))
+                   for s, names in zip(batch_data_samples, vocabularies)]
+        return self.criterion(class_logits, [pred.mask_logits for pred in predictions], targets)
 
     # ------------------------------------------------------------------ text helpers
     def class_logits(self, class_embeds: Tensor, names: Sequence[str]) -> Tensor:
-        """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1]."""
-        return self.text_encoder.compute_similarity(class_embeds,
-                                                    self.text_encoder.class_embeddings(names))
+        """``exp(logit_scale) * cos`` against the names' embeddings + background: [..., K+1].
 
-    def _vocabulary(self, data_sample: DetDataSample) -> List[str]:
-        """The names the labels index: ``text``, then ``stuff_text`` if present (mmdet's panoptic
-        datasets put the thing names into ``text`` and the stuff names into ``stuff_text``)."""
-        names = data_sample.metainfo.get('text', self.test_cfg.get('classes'))
-        if names is None:
+        With ``test_cfg['repeated_names']`` a benchmark's vocabulary is taken as written: a
+        repeated name (the official ADE20K-full vocabulary repeats nine) shares one embedding,
+        and a class named 'background' (PASCAL VOC 21) shares the model's background one.
+        Otherwise such names are refused."""
+        if not self.test_cfg['repeated_names']:
+            return self.text_encoder.compute_similarity(
+                class_embeds, self.text_encoder.class_embeddings(names))
+        unique = [n for n in dict.fromkeys(names) if n != BACKGROUND]
+        row = {n: i for i, n in enumerate(unique + [BACKGROUND])}
+        rows = [row[n] for n in names] + [len(unique)]
+        embeddings = self.text_encoder.class_embeddings(unique)[rows]
+        return self.text_encoder.compute_similarity(class_embeds, embeddings)
+
+    def _names(self, data_sample: DetDataSample):
+        """``(things, stuff)`` of the sample: ``text`` and ``stuff_text``, else
+        ``test_cfg.classes`` and ``test_cfg.stuff_classes``."""
+        meta = data_sample.metainfo
+        things = meta.get('text', self.test_cfg['classes'])
+        if things is None:
             raise ValueError(
                 'No vocabulary: set return_classes=True on the dataset (mmdet puts the class '
                 "names into each sample's 'text'), or model.test_cfg.classes.")
-        names = [names] if isinstance(names, str) else list(names)
-        return names + list(data_sample.metainfo.get('stuff_text', ()))
+        stuff = meta.get('stuff_text') if 'text' in meta else self.test_cfg['stuff_classes']
+        things = [things] if isinstance(things, str) else list(things)
+        return things, list(stuff or ())
+
+    def _vocabulary(self, data_sample: DetDataSample) -> List[str]:
+        """The names the labels index: the things, then the stuff."""
+        things, stuff = self._names(data_sample)
+        return things + stuff
+
+    def _thing_labels(self, data_sample: DetDataSample) -> List[int]:
+        """Labels of the things: the first ``len(text)``."""
+        return list(range(len(self._names(data_sample)[0])))
 
     @staticmethod
     def _to_original(mask_logits: Tensor, data_sample: DetDataSample) -> Tensor:
@@ -141,65 +190,43 @@ class XDecoder(BaseDetector):
     # ------------------------------------------------------------------ tasks
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        if self.task == 'retrieval':
-            # The ensemble reuses res5, so the backbone runs once.
-            backbone_feats = self.backbone(batch_inputs)
-            mask_features, multi_scale = self.pixel_decoder(backbone_feats)
-            pred = self.decoder(multi_scale, mask_features)[-1]
-            for class_embeds, data_sample in zip(pred['class_embeds'], batch_data_samples):
-                self._predict_retrieval(class_embeds, data_sample)
-            if self.test_cfg['retrieval_ensemble']:
-                self._predict_retrieval_backbone(backbone_feats[-1], batch_data_samples)
-            return batch_data_samples
-        mask_features, multi_scale = self.extract_feat(batch_inputs)
-        if self.task in ('semantic', 'instance', 'panoptic'):
-            pred = self.decoder(multi_scale, mask_features)[-1]
+        with autocast_for(self.test_cfg['precision'], batch_inputs.device):
+            return self._predict(self.task_of(batch_data_samples), batch_inputs,
+                                 batch_data_samples)
+
+    def _predict(self, task: TaskSpec, batch_inputs: Tensor,
+                 batch_data_samples: SampleList) -> SampleList:
+        backbone_feats = self.backbone(batch_inputs)
+        mask_features, multi_scale = self.pixel_decoder(backbone_feats)
+        predict_one = getattr(self, '_predict_' + task.name.replace('-', '_'))
+        if task.generic_pass:
+            pred = self.decoder(mask_features, multi_scale)[-1]
             for i, data_sample in enumerate(batch_data_samples):
-                predict_one = getattr(self, f'_predict_{self.task}')
-                predict_one(pred['class_embeds'][i], pred['mask_logits'][i], data_sample)
+                predict_one(DecoderOutput(*(None if t is None else t[i] for t in pred)),
+                            data_sample)
+            if 'backbone_image_embedding' in task.fields and self.test_cfg['retrieval_ensemble']:
+                # The ensemble reuses res5, so the backbone runs once.
+                self._predict_retrieval_backbone(backbone_feats[-1], batch_data_samples)
             return batch_data_samples
         # Grounding and captioning run per image: their extra queries differ per image, and the
         # official model was evaluated one image at a time.
         for i, data_sample in enumerate(batch_data_samples):
-            feats = ([m[i:i + 1] for m in multi_scale], mask_features[i:i + 1])
-            if self.task == 'referring':
-                self._predict_referring(*feats, data_sample)
-            elif self.task == 'caption':
-                self._predict_caption(*feats, data_sample)
-            else:  # ref-caption: ground the phrase, then caption the grounded region
-                self._predict_referring(*feats, data_sample)
-                region = None
-                if self.test_cfg['ref_caption_use_region']:
-                    region = self._to_input_resolution(
-                        data_sample.pred_instances.masks[:1].float(), data_sample, feats[1])
-                self._predict_caption(*feats, data_sample, region_mask=region)
+            predict_one(mask_features[i:i + 1], [m[i:i + 1] for m in multi_scale], data_sample)
         return batch_data_samples
 
-    def _predict_semantic(self, class_embeds: Tensor, mask_logits: Tensor,
-                          data_sample: DetDataSample) -> None:
-        logits = self.class_logits(class_embeds, self._vocabulary(data_sample))
-        masks = self._to_original(mask_logits, data_sample)
+    def _predict_semantic(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
+        logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
+        masks = self._to_original(pred.mask_logits, data_sample)
         _, labels = postprocess.semantic_inference(
             logits, masks, score_thr=self.test_cfg['semantic_score_thr'])
-        data_sample.pred_sem_seg = PixelData(sem_seg=labels[None])
+        # mmseg's samples and IoUMetric keep label maps under 'data', mmdet's under 'sem_seg'.
+        key = 'data' if isinstance(data_sample, SegDataSample) else 'sem_seg'
+        data_sample.pred_sem_seg = PixelData(**{key: labels[None]})
 
-    def _thing_labels(self, data_sample: DetDataSample, num_names: int) -> List[int]:
-        meta = data_sample.metainfo
-        things = meta.get('thing_text', self.test_cfg.get('thing_classes'))
-        if things is None and 'stuff_text' in meta:
-            return list(range(num_names - len(meta['stuff_text'])))
-        if things is None:
-            return list(range(num_names))
-        names = self._vocabulary(data_sample)
-        return [names.index(n) for n in things]
-
-    def _predict_instance(self, class_embeds: Tensor, mask_logits: Tensor,
-                          data_sample: DetDataSample) -> None:
-        names = self._vocabulary(data_sample)
-        logits = self.class_logits(class_embeds, names)
-        masks = self._to_original(mask_logits, data_sample)
-        things = (self._thing_labels(data_sample, len(names))
-                  if self.test_cfg['instance_thing_only'] else None)
+    def _predict_instance(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
+        logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
+        masks = self._to_original(pred.mask_logits, data_sample)
+        things = self._thing_labels(data_sample) if self.test_cfg['instance_thing_only'] else None
         result = postprocess.instance_inference(logits, masks, self.test_cfg['max_per_img'],
                                                 thing_labels=things)
         # The model predicts no boxes; mmdet's structures and metrics expect the field.
@@ -207,13 +234,12 @@ class XDecoder(BaseDetector):
             labels=result['labels'], scores=result['scores'], masks=result['masks'],
             bboxes=masks.new_zeros(len(result['labels']), 4))
 
-    def _predict_panoptic(self, class_embeds: Tensor, mask_logits: Tensor,
-                          data_sample: DetDataSample) -> None:
+    def _predict_panoptic(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
         names = self._vocabulary(data_sample)
-        logits = self.class_logits(class_embeds, names)
-        masks = self._to_original(mask_logits, data_sample)
+        logits = self.class_logits(pred.class_embeds, names)
+        masks = self._to_original(pred.mask_logits, data_sample)
         seg_ids, segments = postprocess.panoptic_inference(
-            logits, masks, self._thing_labels(data_sample, len(names)),
+            logits, masks, self._thing_labels(data_sample),
             object_mask_thr=self.test_cfg['object_mask_thr'],
             overlap_thr=self.test_cfg['overlap_thr'])
         # mmdet's encoding for its metric and visualizer; segment ids 1..N (0 = void) with their
@@ -223,11 +249,11 @@ class XDecoder(BaseDetector):
         data_sample.panoptic_segment_ids = seg_ids
         data_sample.set_metainfo(dict(panoptic_segments=segments))
 
-    def _predict_retrieval(self, class_embeds: Tensor, data_sample: DetDataSample) -> None:
-        """``image_embedding [D]`` (the global query, last row, summarises the image) and, when
-        the sample carries its captions (``gt_caption``), their EOT embeddings
-        ``caption_embeddings [C, D]`` for ``RetrievalRecallMetric``; both un-normalised."""
-        data_sample.image_embedding = class_embeds[-1]
+    def _predict_retrieval(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
+        """``image_embedding [D]`` (the global query) and, when the sample carries its captions
+        (``gt_caption``), their EOT embeddings ``caption_embeddings [C, D]`` for
+        ``RetrievalRecallMetric``; both un-normalised."""
+        data_sample.image_embedding = pred.global_embeds
         captions = data_sample.metainfo.get('gt_caption')
         if captions is not None:
             captions = [captions] if isinstance(captions, str) else list(captions)
@@ -240,26 +266,19 @@ class XDecoder(BaseDetector):
         for data_sample, embedding in zip(batch_data_samples, pooled):
             data_sample.backbone_image_embedding = embedding
 
-    def _phrases(self, data_sample: DetDataSample) -> List[str]:
-        text = data_sample.metainfo.get('text')
-        if isinstance(text, str):  # "a.b.c", as mmdet's grounding demos write phrases
-            text = [t.strip() for t in text.split('.') if t.strip()]
-        if not text:
-            raise ValueError('Referring segmentation needs at least one phrase in the '
-                             "sample's 'text' (a list of phrases or 'a.b.c').")
-        return list(text)
-
-    def _predict_referring(self, multi_scale: List[Tensor], mask_features: Tensor,
+    def _predict_referring(self, mask_features: Tensor, multi_scale: List[Tensor],
                            data_sample: DetDataSample) -> None:
         """All phrases of the image go through one grounding pass, as in the official model."""
-        phrases = self._phrases(data_sample)
+        phrases = parse_texts(data_sample.metainfo.get('text'))
+        if not phrases:
+            raise ValueError('Referring segmentation needs at least one phrase in the '
+                             "sample's 'text' (a list of phrases or 'a.b.c').")
         text = self.text_encoder.encode(phrases)
         tokens = text['token_feats'][text['attention_mask'].bool()]  # valid tokens, in order
-        pred = self.decoder.forward_grounding(multi_scale, mask_features, tokens[:, None])[-1]
-        q = self.decoder.num_queries
+        pred = self.decoder.forward_grounding(mask_features, multi_scale, tokens[:, None])[-1]
         query_ids, logits = postprocess.referring_selection(
-            pred['class_embeds'][0, q:], text['eot_feats'], self.text_encoder.logit_scale)
-        masks = self._to_original(pred['mask_logits'][0, q:][query_ids], data_sample).sigmoid()
+            pred.grounding_embeds[0], text['eot_feats'], self.text_encoder.logit_scale)
+        masks = self._to_original(pred.grounding_masks[0][query_ids], data_sample).sigmoid()
         binary = masks > self.test_cfg['mask_thr']
         # Score as the MMDetection port reports it: phrase-query probability x mean mask prob.
         probs = logits.softmax(-1).gather(1, query_ids[:, None])[:, 0]
@@ -267,6 +286,28 @@ class XDecoder(BaseDetector):
         data_sample.pred_instances = InstanceData(
             masks=binary, scores=probs * mean_prob, labels=torch.arange(len(phrases)),
             query_ids=query_ids, bboxes=masks.new_zeros(len(phrases), 4))
+
+    def _predict_caption(self, mask_features: Tensor, multi_scale: List[Tensor],
+                         data_sample: DetDataSample,
+                         region_mask: Optional[Tensor] = None) -> None:
+        tokens = self.decoder.forward_caption(
+            mask_features, multi_scale, token_features=self.text_encoder.token_features,
+            token_embedding=self.text_encoder.token_embedding, start_id=SOT_ID,
+            num_steps=self.test_cfg['caption_steps'], region_mask=region_mask)[0]
+        data_sample.pred_caption = postprocess.caption_text(
+            tokens, self.text_encoder.tokenizer.decode,
+            cut_at_period=self.test_cfg['caption_cut_at_period'])
+        data_sample.caption_token_ids = tokens
+
+    def _predict_ref_caption(self, mask_features: Tensor, multi_scale: List[Tensor],
+                             data_sample: DetDataSample) -> None:
+        """Ground the phrase, then caption the grounded region."""
+        self._predict_referring(mask_features, multi_scale, data_sample)
+        region = None
+        if self.test_cfg['ref_caption_use_region']:
+            region = self._to_input_resolution(data_sample.pred_instances.masks[:1].float(),
+                                               data_sample, mask_features)
+        self._predict_caption(mask_features, multi_scale, data_sample, region_mask=region)
 
     def _to_input_resolution(self, masks: Tensor, data_sample: DetDataSample,
                              mask_features: Tensor) -> Tensor:
@@ -276,17 +317,3 @@ class XDecoder(BaseDetector):
         pad_h, pad_w = data_sample.metainfo['batch_input_shape']
         return torch.nn.functional.pad(resized[:, 0], (0, pad_w - w, 0, pad_h - h)).to(
             mask_features.device) > 0.5
-
-    def _predict_caption(self, multi_scale: List[Tensor], mask_features: Tensor,
-                         data_sample: DetDataSample,
-                         region_mask: Optional[Tensor] = None) -> None:
-        tokenizer = self.text_encoder.tokenizer
-        tokens = self.decoder.forward_caption(
-            multi_scale, mask_features,
-            token_features=lambda ids: self.text_encoder(ids)[0],
-            token_embedding=self.text_encoder.transformer.token_embedding.weight,
-            start_id=SOT_ID, num_steps=self.test_cfg['caption_steps'],
-            region_mask=region_mask)[0]
-        data_sample.pred_caption = postprocess.caption_text(
-            tokens, tokenizer.decode, cut_at_period=self.test_cfg['caption_cut_at_period'])
-        data_sample.caption_token_ids = tokens

@@ -1,4 +1,5 @@
-"""Runner set-up shared by tools/test.py and tools/train.py."""
+"""Runner set-up shared by tools/test.py and tools/train.py (command-line helpers, not part of
+the registered package)."""
 import argparse
 import os
 import os.path as osp
@@ -8,8 +9,8 @@ from typing import Optional
 import torch
 from mmengine.config import Config, DictAction
 
-from .checkpoint import check_checkpoint_file
-from .errors import InputNotFoundError, XDecoderInputError
+from projects.XDecoder.xdecoder.checkpoint import check_checkpoint_file
+from projects.XDecoder.xdecoder.errors import InputNotFoundError, XDecoderInputError
 
 DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
                 '(mmsegmentation/mmdetection dataset docs).')

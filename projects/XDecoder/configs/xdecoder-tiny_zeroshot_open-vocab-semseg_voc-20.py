@@ -1,0 +1,8 @@
+# Zero-shot open-vocabulary semantic segmentation on PASCAL VOC 2012 (20 classes, no background).
+# X-Decoder focal-T, xdecoder_focalt_best_openseg.pt (no published X-Decoder number).
+_base_ = [
+    '_base_/models/xdecoder_focalt.py', '_base_/datasets/voc_20_semantic.py',
+    '_base_/default_runtime.py'
+]
+# Semantic inference is the official argmax (model.test_cfg.semantic_score_thr=None).
+model = dict(task='semantic')
