@@ -2,6 +2,7 @@
 
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
+from .batch_sampler import SameSizeBatchSampler
 from .benchmark_datasets import (ADE20KFullDataset, DatasetVocabularyHook, LoadSegAnnotations16,
                                  PascalContext459Dataset, ScanNet40SegDataset, ScanNetSegDataset,
                                  SUNRGBDDataset)
@@ -19,7 +20,7 @@ from .xdecoder import XDecoder
 
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
-    'XDecoderInferencer',
+    'XDecoderInferencer', 'SameSizeBatchSampler',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
     'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
     'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',
