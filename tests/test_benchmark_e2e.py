@@ -360,9 +360,10 @@ def test_dist_test_agrees(synthetic_checkpoint, tmp_path, monkeypatch):
 @pytest.mark.parametrize('name', list(BENCHMARKS))
 def test_missing_dataset_names_the_layout(name, synthetic_checkpoint, tmp_path):
     """The run stops before building anything, naming the missing folder, the dataset class and
-    README's "Datasets" section."""
+    the dataset's entry in README's "Datasets" section."""
     with pytest.raises(FileNotFoundError,
-                       match=r'nowhere/.*does not exist.*type .*Dataset.*README'):
+                       match=r'nowhere/.*does not exist.*type .*Dataset.*README.md, '
+                             r'"Datasets" > "[^"]+"'):
         test_tool.main([config_path(name), str(synthetic_checkpoint), '--work-dir',
                         str(tmp_path), '--cfg-options',
                         f'test_dataloader.dataset.data_root={tmp_path}/nowhere'])

@@ -23,6 +23,8 @@ def test_config_parses_and_model_builds(name):
     with torch.device('meta'):  # structure only: no memory, no init time
         model = MODELS.build(cfg.model)
     assert model.task == cfg.model.task
+    # A missing dataset's message names this README entry (tools/runtime.check_inputs).
+    assert f'**{cfg.readme_section}**' in (ROOT / 'README.md').read_text()
     assert cfg.test_dataloader.batch_size == 1  # padding is not masked: one image per process
 
 
@@ -75,7 +77,8 @@ def test_test_tool_names_a_missing_dataset_without_traceback(synthetic_checkpoin
                              synthetic_checkpoint, cwd=tmp_path)  # no data/ade in tmp_path
     assert code == 1 and 'Traceback' not in printed
     assert 'Dataset not found: data/ade/ADEChallengeData2016/images/validation' in printed
-    assert 'README.md' in printed and 'test_dataloader.dataset.data_root=' in printed
+    assert 'See README.md, "Datasets" > "ADE20K-150", for where' in printed
+    assert 'test_dataloader.dataset.data_root=' in printed
 
 
 def test_html_saved_as_checkpoint_is_named_with_its_download(tmp_path):

@@ -12,9 +12,6 @@ from mmengine.config import Config, DictAction
 from projects.XDecoder.xdecoder.checkpoint import check_checkpoint_file
 from projects.XDecoder.xdecoder.errors import InputNotFoundError, XDecoderInputError
 
-DATASET_HELP = ('See "Datasets" in README.md for where to download it and how to lay it out '
-                '(mmsegmentation/mmdetection dataset docs).')
-
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """Arguments every runner tool takes."""
@@ -104,10 +101,14 @@ def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
     dataset = cfg.get(loader, {}).get('dataset')
     missing = [p for p in _dataset_dirs(dataset) if not osp.exists(p)]
     if missing:
+        # Each dataset config names its entry in README's "Datasets" (readme_section).
+        entry = f' > "{cfg.readme_section}"' if cfg.get('readme_section') else ''
         raise InputNotFoundError(
             f'Dataset not found: {", ".join(missing)} does not exist (config '
-            f'{loader}.dataset, type {dataset.get("type")}). {DATASET_HELP} Or point '
-            f'--cfg-options {loader}.dataset.data_root=... at your copy.')
+            f'{loader}.dataset, type {dataset.get("type")}). See README.md, "Datasets"{entry}, '
+            'for where to download it and how to lay it out (mmsegmentation/mmdetection '
+            f'dataset docs). Or point --cfg-options {loader}.dataset.data_root=... at your '
+            'copy.')
     # COCO-style metrics read their annotation files themselves, from paths that do not follow
     # an overridden data_root.
     evaluator = loader.replace('_dataloader', '_evaluator')

@@ -1,7 +1,15 @@
-"""Benchmark X-Decoder inference: images/s and peak memory for a config at a given input size.
+"""Benchmark X-Decoder inference: one table row per task, precision and batch size.
 
-    python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--short-side 640]
-        [--aspect 1.5] [--iters 5] [--warmup 1] [--device cpu|cuda] [--classes a b c]
+    python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--tasks all]
+        [--precision fp32 bf16] [--batch-size 1 4] [--short-side N] [--aspect 1.5] [--iters 5]
+        [--warmup 1] [--device cpu|cuda] [--classes a b c] [--compare-fp32]
+
+Each row gives images/s, s/image and the peak memory of that row's runs (CUDA: allocated by
+torch; CPU: the process's resident set, sampled every 5 ms). Inputs are random images of one
+size (``--short-side``, default: each task's test scale, 640 for the config's segmentation);
+batches repeat that size, as ``SameSizeBatchSampler`` forms them. ``--compare-fp32`` adds how
+far a lower precision's predictions are from fp32's on the same input (label agreement, mask
+IoU, equal caption tokens, embedding cosine).
 
 Random weights (seeded, so the same in every run) are used when no checkpoint is given: speed
 does not depend on the values. The vocabulary defaults to the config dataset's class names; its
@@ -10,9 +18,10 @@ text embeddings are timed separately, as a real run gets them: from the disk cac
 and stored (run the benchmark twice to see both).
 """
 import argparse
+import os
 import os.path as osp
-import resource
 import sys
+import threading
 import time
 
 import numpy as np
@@ -21,31 +30,112 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from projects.XDecoder.xdecoder.layers import PRECISIONS  # noqa: E402
+from projects.XDecoder.xdecoder.tasks import TASKS  # noqa: E402
+
+# Texts of the tasks that read phrases (class-name tasks read the vocabulary).
+PHRASES = {'phrases': ['the sky', 'a person'], 'one phrase': ['the sky'],
+           'distinct phrases': ['a photo of the sky', 'a person']}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--checkpoint', help='weights to load (default: random weights)')
-    parser.add_argument('--short-side', type=int, default=640)
+    parser.add_argument('--tasks', nargs='+', default=['all'],
+                        help=f'tasks to run (default all): {", ".join(TASKS)}')
+    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=list(PRECISIONS))
+    parser.add_argument('--batch-size', nargs='+', type=int, default=[1])
+    parser.add_argument('--short-side', type=int, help="default: each task's test scale")
     parser.add_argument('--aspect', type=float, default=1.5, help='long side / short side')
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--classes', nargs='+', help='vocabulary (default: the dataset classes)')
+    parser.add_argument('--compare-fp32', action='store_true',
+                        help='agreement of each lower precision with fp32 on the same input')
     return parser.parse_args()
 
 
-def peak_memory_mib(device: str) -> float:
-    if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+class PeakMemory:
+    """Peak memory (MiB) inside a ``with`` block: torch's CUDA counter, or the process's
+    resident set sampled by a thread (ru_maxrss only ever grows, so it cannot give a row's)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith('cuda')
+        self.peak = 0.0
+
+    def _rss(self) -> float:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.peak, self._stop = self._rss(), threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def make_batch(task, classes, h, w, batch_size, seed=0):
+    from mmdet.structures import DetDataSample
+    spec = TASKS[task]
+    texts = classes if spec.texts == 'classes' else PHRASES.get(spec.texts)
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0), task=task,
+                **({'text': texts} if texts else {}))
+    rng = np.random.default_rng(seed)
+    inputs = [torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
+              for _ in range(batch_size)]
+    return dict(inputs=inputs, data_samples=[DetDataSample(metainfo=meta)
+                                             for _ in range(batch_size)])
+
+
+def agreement(task: str, low, full) -> str:
+    """How close a lower precision's prediction of one image is to fp32's."""
+    def iou(a, b):
+        return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+
+    if task == 'semantic':
+        same = (low.pred_sem_seg.sem_seg == full.pred_sem_seg.sem_seg).float().mean()
+        return f'{100 * float(same):.1f}% labels'
+    if task == 'panoptic':
+        same = (low.pred_panoptic_seg.sem_seg == full.pred_panoptic_seg.sem_seg).float().mean()
+        return f'{100 * float(same):.1f}% pixels'
+    if task in ('instance', 'referring', 'ref-caption') and len(full.pred_instances):
+        a, b = low.pred_instances, full.pred_instances
+        text = f'top-1 mask IoU {iou(a.masks[0], b.masks[0]):.3f}'
+        if task == 'ref-caption':
+            same = (low.caption_token_ids == full.caption_token_ids).float().mean()
+            text += f', {100 * float(same):.0f}% tokens'
+        return text
+    if task == 'caption':
+        same = (low.caption_token_ids == full.caption_token_ids).float().mean()
+        return f'{100 * float(same):.0f}% tokens'
+    if task == 'retrieval':
+        cos = torch.nn.functional.cosine_similarity(low.image_embedding.float(),
+                                                    full.image_embedding.float(), dim=0)
+        return f'embedding cos {float(cos):.4f}'
+    return '-'
 
 
 def main():
     args = parse_args()
     from mmdet.registry import DATASETS, MODELS
-    from mmdet.structures import DetDataSample
 
     import projects.XDecoder.xdecoder  # noqa: F401
     cfg = Config.fromfile(args.config)
@@ -57,39 +147,55 @@ def main():
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     classes = args.classes or list(
         DATASETS.get(cfg.test_dataloader.dataset.type).METAINFO['classes'])
+    tasks = list(TASKS) if args.tasks == ['all'] else args.tasks
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        sys.exit(f'error: unknown tasks {unknown}; choose from {list(TASKS)}')
 
-    h, w = args.short_side, int(args.short_side * args.aspect + 0.5)
-    rng = np.random.default_rng(0)
-    inputs = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                         scale_factor=(1.0, 1.0), text=classes))
-    data = dict(inputs=[inputs], data_samples=[sample])
-
+    start = time.perf_counter()
     with torch.no_grad():
-        start = time.perf_counter()
         model.text_encoder.class_embeddings(classes)
-        text_s = time.perf_counter() - start
-        text_source = model.text_encoder.last_embedding_source
-        for _ in range(args.warmup):
-            model.test_step(data)
-        if args.device.startswith('cuda'):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        for _ in range(args.iters):
-            model.test_step(data)
-        if args.device.startswith('cuda'):
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-
-    print(f'config: {osp.basename(args.config)}  task: {model.task}  device: {args.device}  '
-          f'threads: {torch.get_num_threads()}')
-    print(f'input: {h}x{w}  vocabulary: {len(classes)} names')
+    text_s = time.perf_counter() - start
+    print(f'config: {osp.basename(args.config)}  device: {args.device}  '
+          f'threads: {torch.get_num_threads()}  torch {torch.__version__}')
     print(f'class embeddings ({len(classes)} names x 81 templates, once per run; '
-          f'{text_source}): {text_s:.1f} s')
-    print(f'inference: {args.iters / elapsed:.3f} images/s ({elapsed / args.iters:.2f} s/image)')
-    print(f'peak memory: {peak_memory_mib(args.device):.0f} MiB '
-          f'({"CUDA allocated" if args.device.startswith("cuda") else "process RSS"})')
+          f'{model.text_encoder.last_embedding_source}): {text_s:.1f} s')
+    header = f'{"task":<12}{"precision":<10}{"batch":>5}{"input":>10}{"images/s":>10}' \
+             f'{"s/image":>9}{"peak MiB":>10}'
+    print(header + ('  vs fp32' if args.compare_fp32 else ''))
+    for task in tasks:
+        spec = TASKS[task]
+        side = args.short_side or (spec.resize or {}).get('scale', 640)
+        h, w = side, int(side * args.aspect + 0.5)
+        reference = {}
+        for batch_size in args.batch_size:
+            for precision in args.precision:
+                # Fresh samples per row: predict fills them in place, and fp32's are kept.
+                data = make_batch(task, classes, h, w, batch_size)
+                model.test_cfg['precision'] = precision
+                with torch.no_grad():
+                    for _ in range(args.warmup):
+                        model.test_step(data)
+                    with PeakMemory(args.device) as memory:
+                        start = time.perf_counter()
+                        for _ in range(args.iters):
+                            out = model.test_step(data)
+                        if args.device.startswith('cuda'):
+                            torch.cuda.synchronize()
+                        elapsed = time.perf_counter() - start
+                images = args.iters * batch_size
+                row = f'{task:<12}{precision:<10}{batch_size:>5}{f"{h}x{w}":>10}' \
+                      f'{images / elapsed:>10.3f}{elapsed / images:>9.2f}{memory.peak:>10.0f}'
+                if args.compare_fp32:
+                    if precision == 'fp32':
+                        reference[batch_size] = out[0]
+                        row += '  -'
+                    elif batch_size in reference:
+                        row += '  ' + agreement(task, out[0], reference[batch_size])
+                    else:
+                        row += '  (run fp32 first)'
+                print(row, flush=True)
+    model.test_cfg['precision'] = 'fp32'
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@
 #   data/ADE20K_2021_17_01/annotations_detectron2/validation/*.tif   (16-bit, 65535 = unlabelled)
 # Test scale of the official evaluation (its ADE20K setting): short side 640, long side <= 2560.
 _base_ = './mmseg_semantic_16bit.py'
+readme_section = 'ADE20K-full'  # README.md, "Datasets": download and layout
 val_dataloader = dict(
     dataset=dict(
         type='ADE20KFullDataset',

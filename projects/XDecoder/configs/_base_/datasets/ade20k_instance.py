@@ -5,6 +5,7 @@
 #   data/ade/ADEChallengeData2016/ade20k_instance_val.json
 # Resize as the official evaluation does: short side 640, long side at most 2560, PIL bilinear.
 _base_ = './eval_loader.py'
+readme_section = 'ADE20K-150 instance / panoptic'  # README.md, "Datasets": download and layout
 dataset_type = 'ADE20KInstanceDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
 

@@ -3,6 +3,7 @@
 #   data/ade/ADEChallengeData2016/annotations/validation/*.png
 # Resize as the official evaluation does: short side 640, long side at most 2560, PIL bilinear.
 _base_ = './eval_loader.py'
+readme_section = 'ADE20K-150'  # README.md, "Datasets": download and layout
 dataset_type = 'ADE20KSegDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
 

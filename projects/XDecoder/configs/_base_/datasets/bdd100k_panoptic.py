@@ -6,6 +6,7 @@
 #   data/bdd100k/labels/pan_seg/coco_pano/val/*.png
 # The official BDD test scale: short side 800, long side <= 1333.
 _base_ = './eval_loader.py'
+readme_section = 'BDD100K'  # README.md, "Datasets": download and layout
 data_root = 'data/bdd100k/'
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),

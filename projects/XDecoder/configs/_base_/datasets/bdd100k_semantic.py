@@ -3,6 +3,7 @@
 #   data/bdd100k/images/10k/val/*.jpg
 #   data/bdd100k/labels/sem_seg/masks/val/*.png   (255 = ignored)
 _base_ = './mmseg_semantic.py'
+readme_section = 'BDD100K'  # README.md, "Datasets": download and layout
 # The official BDD test scale: short side 800, long side <= 1333.
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),

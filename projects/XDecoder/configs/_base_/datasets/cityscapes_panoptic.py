@@ -7,6 +7,7 @@
 #   data/cityscapes/gtFine/cityscapes_panoptic_val_mmdet/*_leftImg8bit.png
 # The official Cityscapes test scale: short side 1024, long side <= 2048.
 _base_ = './eval_loader.py'
+readme_section = 'Cityscapes'  # README.md, "Datasets": download and layout
 data_root = 'data/cityscapes/'
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),

@@ -4,6 +4,7 @@
 #   data/cityscapes/leftImg8bit/val/<city>/*_leftImg8bit.png
 #   data/cityscapes/gtFine/val/<city>/*_gtFine_labelTrainIds.png   (255 = ignored)
 _base_ = './mmseg_semantic.py'
+readme_section = 'Cityscapes'  # README.md, "Datasets": download and layout
 # The official Cityscapes test scale: short side 1024, long side <= 2048.
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),

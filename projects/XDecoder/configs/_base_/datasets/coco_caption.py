@@ -4,6 +4,7 @@
 #   data/coco/annotations/coco_karpathy_test.json     [{"image": "val2014/...", "caption": [...]}]
 #   data/coco/annotations/coco_karpathy_test_gt.json  COCO format, for the metric
 _base_ = './eval_loader.py'
+readme_section = 'COCO Karpathy test'  # README.md, "Datasets": download and layout
 dataset_type = 'CocoCaptionDataset'
 data_root = 'data/coco/'
 

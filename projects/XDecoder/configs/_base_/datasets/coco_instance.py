@@ -4,6 +4,7 @@
 # Resize as the official evaluation does (detectron2): short side 800, long side at most 1333,
 # PIL decode and PIL bilinear resize.
 _base_ = './eval_loader.py'
+readme_section = 'COCO 2017'  # README.md, "Datasets": download and layout
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 

@@ -5,6 +5,7 @@
 #   data/coco_stuff164k/annotations/val2017/*_labelTrainIds.png   (255 = ignored)
 # Test scale of the official COCO evaluation: short side 800, long side <= 1333, as BDD100K's.
 _base_ = './bdd100k_semantic.py'
+readme_section = 'COCO-Stuff'  # README.md, "Datasets": download and layout
 val_dataloader = dict(
     dataset=dict(
         type='mmseg.COCOStuffDataset',

@@ -7,6 +7,7 @@
 #   data/VOCdevkit/VOC2010/ImageSets/SegmentationContext/val.txt
 # X-Decoder publishes no PASCAL Context evaluation: its ADE20K test scale is used.
 _base_ = './mmseg_semantic_16bit.py'
+readme_section = 'PASCAL Context'  # README.md, "Datasets": download and layout
 val_dataloader = dict(
     dataset=dict(
         type='PascalContext459Dataset',

@@ -3,6 +3,7 @@
 #   data/coco/refcoco/instances.json  data/coco/refcoco/refs(unc).p
 # refcoco+.py, refcocog.py and refcocog_google.py change only the annotation files and split.
 _base_ = './eval_loader.py'
+readme_section = 'RefCOCO / RefCOCO+ / RefCOCOg'  # README.md, "Datasets": download and layout
 dataset_type = 'RefCocoDataset'
 data_root = 'data/coco/'
 

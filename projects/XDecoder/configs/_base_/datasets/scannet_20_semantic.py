@@ -8,6 +8,7 @@
 #   data/scannet_frames_25k/meta/val.txt                   (<scene>/color/<frame>.jpg per line)
 # Test scale of the official SUN RGB-D / ScanNet evaluation, as SUN RGB-D's.
 _base_ = './sun_rgbd_semantic.py'
+readme_section = 'ScanNet'  # README.md, "Datasets": download and layout
 val_dataloader = dict(
     dataset=dict(
         type='ScanNetSegDataset',

@@ -5,6 +5,7 @@
 #   data/sun_rgbd/image/test/*.jpg
 #   data/sun_rgbd/label37/test/*.png   (0 = unlabelled, ignored; k = class k - 1)
 _base_ = './mmseg_semantic.py'
+readme_section = 'SUN RGB-D'  # README.md, "Datasets": download and layout
 # The official SUN RGB-D / ScanNet test scale: short side 512, long side <= 1024.
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),

@@ -6,6 +6,7 @@
 # 'background' is a class here: the model scores it with its own background embedding
 # (model.test_cfg.repeated_names). X-Decoder publishes no VOC evaluation: its ADE20K test scale.
 _base_ = './mmseg_semantic.py'
+readme_section = 'PASCAL VOC'  # README.md, "Datasets": download and layout
 val_dataloader = dict(
     dataset=dict(
         type='mmseg.PascalVOCDataset',
