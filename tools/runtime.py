@@ -126,8 +126,16 @@ def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
 
 def run_cli(main) -> None:
     """Run a tool's ``main``; a user's bad input ends it with its message and exit status 1,
-    without a traceback (the message already names the problem and the fix)."""
+    without a traceback (the message already names the problem and the fix).
+
+    A distributed run's process group is torn down before the interpreter exits: left to the
+    exit, gloo's threads sometimes abort a rank ("terminate called without an active
+    exception", exit -6) after all the work is done, which fails the whole torchrun job.
+    """
     try:
         main()
     except XDecoderInputError as e:
         sys.exit(f'error: {e}')
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
