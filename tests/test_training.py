@@ -230,7 +230,7 @@ def test_bad_ground_truth_is_named():
 
 def test_model_without_criterion_says_how_to_train():
     model = types.SimpleNamespace(criterion=None, task='semantic')
-    with pytest.raises(RuntimeError, match="criterion=dict\\(type='XDecoderSegLoss'\\)"):
+    with pytest.raises(RuntimeError, match=r"dict\(segmentation=dict\(type='XDecoderSegLoss'\)\)"):
         XDecoder.loss(model, torch.zeros(1, 3, 32, 32), [])
 
 
@@ -265,7 +265,8 @@ def fast_options(data_root, checkpoint, max_iters):
         'train_dataloader.dataset.pipeline.2.scale=(128,64)',
         'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
         'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False', 'model.criterion.num_points=1024',
+        'train_dataloader.persistent_workers=False',
+        'model.criterion.segmentation.num_points=1024',
         f'train_cfg.max_iters={max_iters}', 'param_scheduler.end=1000',
         'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
         'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'

@@ -10,7 +10,7 @@ _base_ = './xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py'
 load_from = 'xdecoder_focalt_best_openseg.pt'
 
 # The criterion freezes the text encoder (its class embeddings are cached without gradients).
-model = dict(criterion=dict(type='XDecoderSegLoss'))
+model = dict(criterion=dict(segmentation=dict(type='XDecoderSegLoss')))
 # The captioning head and the retrieval projection take no part in segmentation training.
 find_unused_parameters = True
 

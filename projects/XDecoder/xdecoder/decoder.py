@@ -286,19 +286,76 @@ class XDecoderTransformerDecoder(BaseModule):
         return self._decode(mask_features, multi_scale, x, pos, self.self_attn_mask[0, :q, :q])[0]
 
     def forward_grounding(self, mask_features: Tensor, multi_scale: Sequence[Tensor],
-                          token_feats: Tensor) -> List[DecoderOutput]:
-        """Grounding mode for one image: ``token_feats`` (T, 1, C) are the valid tokens of all
-        phrases, concatenated. The object queries are duplicated as grounding queries, which
-        together with the tokens form a group that the generic queries cannot see (and vice
-        versa); their outputs are ``grounding_embeds`` / ``grounding_masks``."""
+                          token_feats: Tensor,
+                          token_padding: Optional[Tensor] = None) -> List[DecoderOutput]:
+        """Grounding mode: ``token_feats`` (T, B, C) are the valid tokens of all phrases of each
+        image, concatenated; ``token_padding [B, T]`` (True = padding) marks the positions that
+        pad shorter images to ``T`` when a batch is grounded together (training). The object
+        queries are duplicated as grounding queries, which together with the tokens form a group
+        that the generic queries cannot see (and vice versa); their outputs are
+        ``grounding_embeds`` / ``grounding_masks``, and the generic queries' outputs are those
+        of :meth:`forward`."""
         q = self.num_queries
         x, pos = self._latent_queries(mask_features.shape[0], extra=q - 1)
         size = x.shape[0] + token_feats.shape[0]
         self_mask = torch.ones(size, size, dtype=torch.bool, device=x.device)
         self_mask[:q, :q] = self.self_attn_mask[0, :q, :q]
         self_mask[q:, q:] = False
+        if token_padding is not None:
+            # Nothing attends to padding (the official code lets zero-padded tokens be keys).
+            blocked = torch.zeros(token_padding.shape[0], size, dtype=torch.bool,
+                                  device=x.device)
+            blocked[:, x.shape[0]:] = token_padding
+            self_mask = (self_mask[None] | blocked[:, None]).repeat_interleave(self.num_heads, 0)
         return self._decode(mask_features, multi_scale, x, pos, self_mask,
                             text=token_feats.detach(), text_pos=token_feats)[0]
+
+    def forward_caption_teacher(self, mask_features: Tensor, multi_scale: Sequence[Tensor],
+                                token_feats: Tensor) -> Tuple[List[DecoderOutput], List[Tensor]]:
+        """Captioning with teacher forcing (training): every position of the given captions at
+        once.
+
+        ``token_feats [B, L, C]``: the captions' text-encoder token features
+        (``TextEncoder.token_features``). Returns the generic predictions (their global query
+        serves retrieval) and, per prediction, the caption queries' features ``[B, L,
+        dim_proj]`` (``decoder_norm`` then ``caping_embed``); position ``t`` scored against the
+        token table predicts token ``t + 1``. As in the official training, the queries' content
+        is the detached token features and their position embedding keeps the gradient.
+        """
+        b, q = mask_features.shape[0], self.num_queries
+        latent, latent_pos = self._latent_queries(b)
+        predictions, latent_states = self._decode(mask_features, multi_scale, latent, latent_pos,
+                                                  self.self_attn_mask[0, :q, :q])
+        length = token_feats.shape[1]
+        tokens = token_feats.transpose(0, 1)
+        states = self._caption_layers(tokens.detach(),
+                                      tokens + self.pos_embed_caping.weight[:length, None],
+                                      self._levels(multi_scale), latent_states, latent_pos)
+        features = [self.decoder_norm(s).transpose(0, 1) @ self.caping_embed
+                    for s in [tokens.detach()] + states]
+        return predictions, features
+
+    def _caption_layers(self, x: Tensor, pos: Tensor, levels: Sequence[Level],
+                        latent_states: Sequence[Tensor], latent_pos: Tensor,
+                        outside_region: Optional[Sequence[Optional[Tensor]]] = None
+                        ) -> List[Tensor]:
+        """Caption queries ``x`` / ``pos`` (L, B, C) through every layer; returns the state after
+        each. They self-attend causally to each other and to each layer's latent states
+        (``prefix``); ``outside_region`` (per level, [B, h * w] True = blocked) restricts their
+        cross-attention, else they see every pixel."""
+        length = x.shape[0]
+        q = self.num_queries
+        self_mask = self.self_attn_mask[0, q:q + length, :q + length]
+        states = []
+        for i in range(self.num_layers):
+            cross_mask = None if outside_region is None else outside_region[i % self.num_levels]
+            if cross_mask is not None:  # [B * heads, length, h * w]
+                cross_mask = unmask_empty_rows(cross_mask[:, None, None].expand(
+                    -1, self.num_heads, length, -1).flatten(0, 1))
+            x = self._layer(i, x, pos, levels[i % self.num_levels], cross_mask, self_mask,
+                            prefix=latent_states[i], prefix_pos=latent_pos)[0]
+            states.append(x)
+        return states
 
     def forward_caption(self, mask_features: Tensor, multi_scale: Sequence[Tensor],
                         token_features: Callable[[Tensor], Tensor], token_embedding: Tensor,
@@ -332,15 +389,8 @@ class XDecoderTransformerDecoder(BaseModule):
         for step in range(min(num_steps, self.context_length - 1)):
             length = step + 1
             x = token_features(tokens[:, :length]).transpose(0, 1)
-            pos = x + self.pos_embed_caping.weight[:length, None]
-            self_mask = self.self_attn_mask[0, q:q + length, :q + length]
-            for i in range(self.num_layers):
-                cross_mask = outside_region[i % self.num_levels]
-                if cross_mask is not None:  # [B * heads, length, h * w]
-                    cross_mask = unmask_empty_rows(cross_mask[:, None, None].expand(
-                        -1, self.num_heads, length, -1).flatten(0, 1))
-                x = self._layer(i, x, pos, levels[i % self.num_levels], cross_mask, self_mask,
-                                prefix=latent_states[i], prefix_pos=latent_pos)[0]
+            x = self._caption_layers(x, x + self.pos_embed_caping.weight[:length, None], levels,
+                                     latent_states, latent_pos, outside_region)[-1]
             tokens[:, step + 1] = caption_logits(self.decoder_norm(x[step]), self.caping_embed,
                                                  token_embedding).argmax(-1)
         return tokens

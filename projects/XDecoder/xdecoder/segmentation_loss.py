@@ -6,7 +6,7 @@ point sampling); what is written here is only what differs from ``Mask2FormerHea
 logits have one column per name of a per-sample vocabulary (+ 'background' as no-object), so
 their width changes from image to image, and X-Decoder's trailing global query takes no part.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -241,13 +241,9 @@ def segmentation_targets(data_sample: DetDataSample, task: str, num_classes: int
     pad_h, pad_w = data_sample.metainfo['batch_input_shape']
     labels, masks = [], []
     if 'gt_instances' in needs:
-        instances = data_sample.gt_instances
-        device = instances.labels.device
-        inst_masks = instances.masks
-        if isinstance(inst_masks, BitmapMasks):
-            inst_masks = inst_masks.to_tensor(dtype=torch.bool, device=device)
-        labels.append(instances.labels.long())
-        masks.append(_pad(inst_masks.bool(), pad_h, pad_w))
+        labels.append(data_sample.gt_instances.labels.long())
+        masks.append(padded_masks(data_sample.gt_instances.masks, data_sample,
+                                  data_sample.gt_instances.labels.device))
     if 'gt_sem_seg' in needs:
         sem_seg = data_sample.gt_sem_seg.sem_seg[0]
         present = [c for c in torch.unique(sem_seg).tolist() if c != ignore_index]
@@ -263,6 +259,17 @@ def segmentation_targets(data_sample: DetDataSample, task: str, num_classes: int
         masks.append(_pad(sem_seg[None] == sem_seg.new_tensor(present)[:, None, None],
                           pad_h, pad_w))
     return InstanceData(labels=torch.cat(labels), masks=torch.cat(masks))
+
+
+def padded_masks(masks: Union[BitmapMasks, Tensor], data_sample: DetDataSample,
+                 device: Union[str, torch.device, None] = None) -> Tensor:
+    """Masks (``BitmapMasks`` or ``[N, H, W]``) as a bool tensor on ``device`` (default: the
+    tensor's own, CPU for ``BitmapMasks``) padded at the bottom and right to the sample's
+    ``batch_input_shape``, as the images are."""
+    if isinstance(masks, BitmapMasks):
+        masks = masks.to_tensor(dtype=torch.bool, device=device or 'cpu')
+    return _pad(masks.to(device or masks.device).bool(),
+                *data_sample.metainfo['batch_input_shape'])
 
 
 def _pad(masks: Tensor, pad_h: int, pad_w: int) -> Tensor:

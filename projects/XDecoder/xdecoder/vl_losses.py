@@ -20,6 +20,9 @@ criterion itself as kept in SEEM's copy, ``modeling/modules/criterion.py`` and
 * retrieval: symmetric InfoNCE over the batch gathered from all processes (the local part keeps
   its gradient), for the global query and, with ``backbone_proj``, for the average-pooled last
   backbone stage;
+* on several processes every normaliser here is the whole batch's, so that DDP's gradient
+  average equals one process's gradient on the whole batch (the official code normalises per
+  process; the values agree on one process).
 * deep supervision: losses on the last 3 predictions for captioning and retrieval, the last 6
   for grounding (training command; the yaml says 3), all of them for segmentation.
 
@@ -32,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.task_modules.assigners.match_cost import BaseMatchCost
 from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.utils import reduce_mean
 from mmengine import dist
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -60,7 +64,7 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     Other processes' rows are constants here; this process's rows are ``x`` itself, so its
     gradient flows back. Each process thus gets the gradient of the global loss with respect to
     its own inputs only; summed over processes these are the gradient of the loss on the whole
-    batch (DDP averages them, i.e. divides that gradient by ``W``, as the official code does).
+    batch (DDP averages them, so :func:`image_text_contrastive` scales them by ``W``).
     Every process must pass the same ``n``.
     """
     if dist.get_world_size() == 1:
@@ -79,7 +83,13 @@ def image_text_contrastive(image_embeds: Tensor, text_embeds: Tensor,
     texts = l2_normalize(all_gather_with_grad(text_embeds))
     logits = clamped_logit_scale(logit_scale, images) * images @ texts.t()
     pairs = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, pairs) + F.cross_entropy(logits.t(), pairs)) / 2
+    loss = (F.cross_entropy(logits, pairs) + F.cross_entropy(logits.t(), pairs)) / 2
+    # Each process holds the whole batch's loss but only its own rows' gradient, and DDP
+    # averages over processes: the gradient is scaled up by the process count so that the
+    # average is the whole batch's gradient, as for the other losses (the official code keeps
+    # the 1 / W). The value stays the loss's.
+    world_size = dist.get_world_size()
+    return loss + (world_size - 1) * (loss - loss.detach())
 
 
 @TASK_UTILS.register_module()
@@ -196,8 +206,11 @@ class XDecoderGroundingLoss(nn.Module):
             return dict(loss_grounding_mask=zero, loss_grounding_dice=zero,
                         loss_grounding_cls=zero)
         preds, gts = torch.cat(preds), torch.cat(gts)
-        loss_mask, loss_dice = point_mask_losses(self, preds, gts,
-                                                 preds.new_tensor(float(len(preds))))
+        # The batch-wide mean number of matched masks (Mask2Former's normaliser, which the
+        # segmentation loss uses too): with it, DDP's gradient average equals the gradient of
+        # one process holding the whole batch. On one process it is the official local count.
+        num_masks = reduce_mean(preds.new_tensor(float(len(preds)))).clamp(min=1)
+        loss_mask, loss_dice = point_mask_losses(self, preds, gts, num_masks)
         loss_cls = self.class_weight * torch.stack(class_losses).mean()
         return dict(loss_grounding_mask=loss_mask, loss_grounding_dice=loss_dice,
                     loss_grounding_cls=loss_cls)
@@ -245,6 +258,12 @@ class XDecoderCaptionLoss(nn.Module):
         layers = supervised_predictions(len(logits), self.top_layers)
         next_tokens = token_ids[:, 1:].reshape(-1)
         real = attention_mask[:, 1:].reshape(-1).float()
+        # The official normaliser is this process's real-token count + 1. Here it is the
+        # batch's (all processes') count + 1, over the process count: DDP then averages the
+        # processes' gradients to that of one process holding the whole batch, and one process
+        # gets the official value.
+        avg_factor = (reduce_mean(real.sum()) * dist.get_world_size() + 1) / \
+            dist.get_world_size()
         per_prediction = []
         for j in layers:
             if logits[j].shape[:2] != token_ids.shape:
@@ -253,7 +272,7 @@ class XDecoderCaptionLoss(nn.Module):
                                  'token.')
             predicted = logits[j][:, :-1].reshape(len(next_tokens), -1)
             per_prediction.append(dict(loss_captioning=self.loss_ce(
-                predicted, next_tokens, real, avg_factor=real.sum() + 1)))
+                predicted, next_tokens, real, avg_factor=avg_factor)))
         return name_deep_supervision(per_prediction, first=layers.start)
 
 

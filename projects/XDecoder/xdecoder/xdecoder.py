@@ -5,6 +5,7 @@ captioning mode) -> per-task post-processing (``postprocess.py``) -> data sample
 metrics and visualizers read. Text (class names, phrases) is embedded by the text encoder, which
 caches class embeddings per vocabulary. Which task runs is the samples' ``task`` (``tasks.py``).
 """
+import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -19,10 +20,11 @@ from . import postprocess
 from .checkpoint import official_checkpoint_pre_hook
 from .decoder import DecoderOutput
 from .layers import PRECISIONS, autocast_for
-from .segmentation_loss import segmentation_targets
+from .segmentation_loss import padded_masks, segmentation_targets
 from .tasks import TRAINABLE_TASKS, TaskSpec, get_task, parse_texts
 from .text_encoder import BACKGROUND
 from .tokenizer import SOT_ID
+from .train_text import random_template_class_embeddings
 
 
 @MODELS.register_module()
@@ -35,9 +37,12 @@ class XDecoder(BaseDetector):
             ``tasks.TASKS``; a sample's ``task`` metainfo takes precedence.
         backbone_dim, dim_proj: shape of ``backbone_proj`` (image-text retrieval ensemble).
         test_cfg: post-processing options, see ``DEFAULT_TEST_CFG``.
-        criterion: training loss config (e.g. ``dict(type='XDecoderSegLoss')``); None = the
-            model can only predict. With a criterion the text encoder is frozen: class
-            embeddings are cached and computed without gradients.
+        criterion: the training losses, ``{branch: loss config}`` with the branches
+            ``segmentation`` (``XDecoderSegLoss``), ``grounding`` (``XDecoderGroundingLoss``),
+            ``captioning`` (``XDecoderCaptionLoss``), ``retrieval`` (``XDecoderRetrievalLoss``);
+            a batch trains the branches it has data for (see :meth:`loss`). None = the model
+            can only predict.
+        train_cfg: training options, see ``DEFAULT_TRAIN_CFG``.
         strict_checkpoint: refuse a checkpoint whose keys or shapes differ from the model's.
 
     The vocabulary of a sample is its ``text`` (class names; the things when ``stuff_text``
@@ -78,6 +83,13 @@ class XDecoder(BaseDetector):
         precision='fp32',
     )
 
+    DEFAULT_TRAIN_CFG = dict(
+        # The official recipe trains the text encoder (its lr x0.1: the optimiser's
+        # paramwise_cfg); True keeps it as loaded, and its class embeddings without gradients.
+        freeze_text_encoder=True,
+    )
+    LOSS_BRANCHES = ('segmentation', 'grounding', 'captioning', 'retrieval')
+
     def __init__(self, backbone: Dict, pixel_decoder: Dict, decoder: Dict, text_encoder: Dict,
                  task: str = 'semantic', backbone_dim: int = 768, dim_proj: int = 512,
                  test_cfg: Optional[Dict] = None, train_cfg: Optional[Dict] = None,
@@ -99,10 +111,21 @@ class XDecoder(BaseDetector):
         if self.test_cfg['precision'] not in PRECISIONS:
             raise ValueError(f"Unknown model.test_cfg.precision {self.test_cfg['precision']!r}; "
                              f'choose one of {sorted(PRECISIONS)}.')
-        self.train_cfg = train_cfg
-        self.criterion = None if criterion is None else MODELS.build(criterion)
-        if self.criterion is not None:
-            self.text_encoder.requires_grad_(False)
+        unknown = sorted(set(train_cfg or {}) - set(self.DEFAULT_TRAIN_CFG))
+        if unknown:
+            raise ValueError(f'Unknown model.train_cfg keys {unknown}; the options are '
+                             f'{sorted(self.DEFAULT_TRAIN_CFG)}.')
+        self.train_cfg = {**self.DEFAULT_TRAIN_CFG, **(train_cfg or {})}
+        self.criterion = None
+        if criterion is not None:
+            unknown = sorted(set(criterion) - set(self.LOSS_BRANCHES))
+            if unknown or not criterion:
+                raise ValueError(f'model.criterion takes {{branch: loss config}} with branches '
+                                 f'{self.LOSS_BRANCHES}; got {sorted(criterion)}.')
+            self.criterion = nn.ModuleDict(
+                {name: MODELS.build(cfg) for name, cfg in criterion.items()})
+            if self.train_cfg['freeze_text_encoder']:
+                self.text_encoder.requires_grad_(False)
         self._register_load_state_dict_pre_hook(
             lambda *args: official_checkpoint_pre_hook(self, *args,
                                                        strict_keys=strict_checkpoint))
@@ -122,25 +145,203 @@ class XDecoder(BaseDetector):
             raise ValueError(f'One task per batch, got {sorted(names)}.')
         return get_task(names.pop())
 
-    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Segmentation losses of every decoder prediction (see ``XDecoderSegLoss``), with
-        the class logits of each image taken against its own vocabulary (``'text'``)."""
+    # ------------------------------------------------------------------ training
+    def loss(self, batch_inputs, batch_data_samples) -> Dict[str, Tensor]:
+        """The losses of a batch, or of ``{stream: batch}`` in joint training (see
+        ``joint_training.py``): the ``segmentation`` stream by its task, the ``image_text``
+        stream by captioning and retrieval.
+
+        What a batch trains, by its task (the samples' ``task``, else ``model.task``):
+
+        * semantic / instance / panoptic: ``segmentation`` on ``gt_sem_seg`` /
+          ``gt_instances``, class logits against each image's vocabulary (``text`` +
+          ``stuff_text``) embedded with one random prompt template per name; plus
+          ``grounding`` on the samples' ``gt_grounding`` phrases when the criterion has it;
+        * referring: ``grounding`` of the phrases in ``text`` against ``gt_instances.masks``
+          (one per phrase, or one for all);
+        * caption / retrieval: ``captioning`` / ``retrieval`` of one of each image's
+          ``gt_caption``, drawn at random at every step.
+        """
         if self.criterion is None:
             raise RuntimeError(
-                "This model has no training loss: set model.criterion=dict(type='XDecoderSegLoss')"
-                ' (see projects/XDecoder/configs/xdecoder-tiny_finetune_semseg_ade20k.py).')
-        task = self.task_of(batch_data_samples)
-        if not task.train_targets:
+                'This model has no training loss: set model.criterion, e.g. '
+                "dict(segmentation=dict(type='XDecoderSegLoss')) (see projects/XDecoder/"
+                'configs/xdecoder-tiny_finetune_semseg_ade20k.py).')
+        if isinstance(batch_inputs, dict):
+            losses = {}
+            for stream, inputs in batch_inputs.items():
+                samples = batch_data_samples[stream]
+                if stream == 'image_text':
+                    branches = [b for b in ('captioning', 'retrieval') if b in self.criterion]
+                    losses.update(self._image_text_losses(inputs, samples, branches))
+                else:
+                    losses.update(self._task_losses(inputs, samples))
+            return losses
+        return self._task_losses(batch_inputs, batch_data_samples)
+
+    def _task_losses(self, inputs: Tensor, samples: SampleList) -> Dict[str, Tensor]:
+        task = self.task_of(samples)
+        branch = {'caption': 'captioning', 'retrieval': 'retrieval',
+                  'referring': 'grounding'}.get(task.name, 'segmentation')
+        if task.name not in TRAINABLE_TASKS + ('caption', 'retrieval', 'referring'):
             raise NotImplementedError(f'Training is implemented for the {TRAINABLE_TASKS} '
-                                      f'tasks, not {task.name!r}.')
-        predictions = self.decoder(*self.extract_feat(batch_inputs))
-        vocabularies = [self._vocabulary(s) for s in batch_data_samples]
-        class_logits = [[self.class_logits(embeds, names)
+                                      "and 'referring', 'caption', 'retrieval' tasks, not "
+                                      f'{task.name!r}.')
+        if branch not in self.criterion:
+            raise ValueError(f'Task {task.name!r} trains the {branch!r} loss, which '
+                             f'model.criterion lacks (it has {sorted(self.criterion)}).')
+        if branch in ('captioning', 'retrieval'):
+            return self._image_text_losses(inputs, samples, [branch])
+        if branch == 'grounding':
+            targets = [self._referring_target(s) for s in samples]
+            return self._grounding_pass_losses(inputs, samples, targets, None)
+        groundings = None
+        if 'grounding' in self.criterion and any('gt_grounding' in s for s in samples):
+            groundings = [self._grounding_target(s) for s in samples]
+        return self._grounding_pass_losses(inputs, samples, groundings, task)
+
+    def _text_context(self):
+        """No gradients into a frozen text encoder (and no activations kept for them)."""
+        return torch.no_grad() if self.train_cfg['freeze_text_encoder'] else \
+            contextlib.nullcontext()
+
+    def _grounding_pass_losses(self, inputs: Tensor, samples: SampleList,
+                               groundings: Optional[List[InstanceData]],
+                               task: Optional[TaskSpec]) -> Dict[str, Tensor]:
+        """One decoder pass: the generic queries' segmentation losses (``task`` given) and the
+        grounding queries' losses of ``groundings`` (per image: phrases, masks, groups)."""
+        mask_features, multi_scale = self.extract_feat(inputs)
+        losses = {}
+        if groundings is None:
+            predictions = self.decoder(mask_features, multi_scale)
+        else:
+            phrases = [list(g.metainfo['phrases']) for g in groundings]
+            unique = list(dict.fromkeys(p for image in phrases for p in image))
+            with self._text_context():
+                text = self.text_encoder.encode(unique) if unique else None
+            tokens, padding = self._grounding_tokens(text, unique, phrases, mask_features)
+            predictions = self.decoder.forward_grounding(mask_features, multi_scale, tokens,
+                                                         padding)
+            row = {p: i for i, p in enumerate(unique)}
+            for g, image in zip(groundings, phrases):
+                g.text_embeds = text['eot_feats'][[row[p] for p in image]] if image else \
+                    mask_features.new_zeros(0, self.text_encoder.lang_proj.shape[1])
+            losses.update(self.criterion['grounding'](
+                [p.grounding_embeds for p in predictions],
+                [p.grounding_masks for p in predictions], groundings,
+                self.text_encoder.logit_scale))
+        if task is not None:
+            losses.update(self._segmentation_losses(predictions, samples, task))
+        return losses
+
+    @staticmethod
+    def _grounding_tokens(text: Optional[Dict[str, Tensor]], unique: List[str],
+                          phrases: List[List[str]], like: Tensor) -> Tuple[Tensor, Tensor]:
+        """Each image's distinct phrases' valid tokens, concatenated and padded across the
+        batch: ``(T, B, C)`` and the padding ``[B, T]`` (True = pad); ``like`` gives the width
+        ``C`` and device when no image has a phrase."""
+        per_image = []
+        for image in phrases:
+            rows = [unique.index(p) for p in dict.fromkeys(image)]
+            per_image.append(text['token_feats'][rows][text['attention_mask'][rows].bool()]
+                             if rows else like.new_zeros(0, like.shape[1]))
+        tokens = torch.nn.utils.rnn.pad_sequence(per_image)
+        lengths = torch.tensor([len(t) for t in per_image], device=tokens.device)
+        padding = torch.arange(tokens.shape[0], device=tokens.device)[None] >= lengths[:, None]
+        return tokens, padding
+
+    def _segmentation_losses(self, predictions: List[DecoderOutput], samples: SampleList,
+                             task: TaskSpec) -> Dict[str, Tensor]:
+        vocabularies = [self._vocabulary(s) for s in samples]
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        embeddings = {}
+        with self._text_context():
+            for names in vocabularies:
+                if tuple(names) not in embeddings:
+                    embeddings[tuple(names)] = random_template_class_embeddings(
+                        self.text_encoder, names, generator)
+        class_logits = [[self.text_encoder.compute_similarity(embeds, embeddings[tuple(names)])
                          for embeds, names in zip(pred.class_embeds, vocabularies)]
                         for pred in predictions]
         targets = [segmentation_targets(s, task.name, len(names), self._thing_labels(s))
-                   for s, names in zip(batch_data_samples, vocabularies)]
-        return self.criterion(class_logits, [pred.mask_logits for pred in predictions], targets)
+                   for s, names in zip(samples, vocabularies)]
+        return self.criterion['segmentation'](
+            class_logits, [pred.mask_logits for pred in predictions], targets)
+
+    def _image_text_losses(self, inputs: Tensor, samples: SampleList,
+                           branches: Sequence[str]) -> Dict[str, Tensor]:
+        """Captioning (teacher forcing) and / or retrieval of one random caption per image."""
+        captions = [self._random_caption(s) for s in samples]
+        input_ids, attention_mask = self.text_encoder.tokenizer(captions)
+        length = int(attention_mask.sum(1).max())
+        input_ids = input_ids[:, :length].to(inputs.device)
+        attention_mask = attention_mask[:, :length].to(inputs.device)
+        with self._text_context():
+            token_feats, eot_feats = self.text_encoder(input_ids)
+        backbone_feats = self.backbone(inputs)
+        mask_features, multi_scale = self.pixel_decoder(backbone_feats)
+        losses = {}
+        if 'captioning' in branches:
+            predictions, features = self.decoder.forward_caption_teacher(
+                mask_features, multi_scale, token_feats)
+            losses.update(self.criterion['captioning'](
+                input_ids, attention_mask, features=features,
+                token_embedding=self.text_encoder.token_embedding))
+        else:
+            predictions = self.decoder(mask_features, multi_scale)
+        if 'retrieval' in branches:
+            losses.update(self.criterion['retrieval'](
+                [p.global_embeds for p in predictions], eot_feats, self.text_encoder.logit_scale,
+                backbone_feats[-1], self.backbone_proj))
+        return losses
+
+    @staticmethod
+    def _random_caption(data_sample: DetDataSample) -> str:
+        captions = data_sample.metainfo.get('gt_caption')
+        captions = [captions] if isinstance(captions, str) else list(captions or [])
+        if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
+            raise ValueError(
+                f"Image {data_sample.metainfo.get('img_path')}: captioning and retrieval "
+                f"training need its captions in the sample's 'gt_caption' (got {captions!r}); "
+                "pack them with meta_keys=(..., 'gt_caption').")
+        return captions[int(torch.randint(len(captions), ()))]
+
+    def _referring_target(self, data_sample: DetDataSample) -> InstanceData:
+        """The phrases of ``text`` and their masks (``gt_instances.masks``: one per phrase, or
+        one that every phrase refers to, e.g. the sentences of one RefCOCO object)."""
+        phrases = parse_texts(data_sample.metainfo.get('text'))
+        masks = padded_masks(data_sample.gt_instances.masks, data_sample,
+                             data_sample.gt_instances.labels.device)
+        if not phrases:
+            raise ValueError(f"Image {data_sample.metainfo.get('img_path')}: referring "
+                             "training needs its phrases in the sample's 'text'.")
+        if len(masks) == 1:
+            masks, groups = masks.expand(len(phrases), -1, -1), [0] * len(phrases)
+        elif len(masks) == len(phrases):
+            groups = list(range(len(phrases)))
+        else:
+            raise ValueError(f"Image {data_sample.metainfo.get('img_path')}: {len(phrases)} "
+                             f'phrases but {len(masks)} masks; give one mask per phrase or one '
+                             'for all.')
+        return InstanceData(masks=masks, group_ids=masks.new_tensor(groups, dtype=torch.long),
+                            metainfo=dict(phrases=phrases, task='text'))
+
+    @staticmethod
+    def _grounding_target(data_sample: DetDataSample) -> InstanceData:
+        """The sample's ``gt_grounding`` rows (``masks``, ``phrase_ids`` into the metainfo's
+        ``grounding_text`` / ``grounding_groups``) as a grounding loss target."""
+        meta = data_sample.metainfo
+        grounding = data_sample.get('gt_grounding', InstanceData())
+        ids = grounding.phrase_ids.tolist() if 'phrase_ids' in grounding else []
+        texts, groups = meta.get('grounding_text', []), meta.get('grounding_groups', [])
+        device = grounding.phrase_ids.device if ids else 'cpu'
+        masks = padded_masks(grounding.masks, data_sample, device) if ids else torch.zeros(
+            0, *meta['batch_input_shape'], dtype=torch.bool)
+        return InstanceData(
+            masks=masks, group_ids=torch.tensor([groups[i] for i in ids], dtype=torch.long,
+                                                device=masks.device),
+            metainfo=dict(phrases=[texts[i] for i in ids],
+                          task=meta.get('grounding_task', 'text')))
 
     # ------------------------------------------------------------------ text helpers
     def class_logits(self, class_embeds: Tensor, names: Sequence[str]) -> Tensor:
