@@ -114,6 +114,11 @@ def lsj_pipeline(size=64):
 
 def test_panoptic_vl_fields_captions_and_skips(tmp_path, capsys):
     write_panoptic(tmp_path)
+    # A crowd of cars in image 2: a panoptic segment, but no 'class' phrase (no single referent).
+    content = json.loads((tmp_path / 'panoptic.json').read_text())
+    content['annotations'][1]['segments_info'].append(
+        dict(id=22, category_id=2, iscrowd=1, area=4, bbox=[0, 0, 2, 2]))
+    (tmp_path / 'panoptic.json').write_text(json.dumps(content))
     dataset = panoptic_dataset(tmp_path)
     assert [d['img_id'] for d in dataset] == [1, 2]  # 3: no caption, 4: no segment
     assert 'skipped 1 images without panoptic segments and 1 images without captions' in \

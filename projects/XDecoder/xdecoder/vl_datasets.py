@@ -1,8 +1,9 @@
 """Training datasets of the joint pre-training: COCO panoptic with captions and referring
 expressions (the segmentation stream) and image-caption pairs (the image-text stream).
 
-Every problem with what a user gave stops the run while the dataset is built, before the first
-step, with a :class:`~.errors.DatasetError` naming the file, the entry and the fix.
+A problem with what a user gave stops the run while the dataset is built, before the first
+step, with a :class:`~.errors.DatasetError` naming the file, the entry and the fix; only a missing
+image file is found later, by the sample that reads it (:class:`~.errors.InputNotFoundError`).
 """
 import json
 import os.path as osp
