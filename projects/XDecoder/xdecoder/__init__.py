@@ -16,7 +16,9 @@ from .retrieval_metric import RetrievalRecallMetric
 from .segmentation_loss import XDecoderSegLoss
 from .text_encoder import TextEncoder
 from .tokenizer import CLIPTokenizer
+from .vl_datasets import CocoPanopticVLDataset, ImageTextDataset
 from .vl_losses import XDecoderCaptionLoss, XDecoderGroundingLoss, XDecoderRetrievalLoss
+from .vl_transforms import LoadGroundingAnnotations, PackXDecoderInputs
 from .xdecoder import XDecoder
 
 __all__ = [
@@ -25,5 +27,6 @@ __all__ = [
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
     'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
     'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',
-    'ScanNet40SegDataset', 'LoadSegAnnotations16', 'DatasetVocabularyHook'
+    'ScanNet40SegDataset', 'LoadSegAnnotations16', 'DatasetVocabularyHook', 'CocoPanopticVLDataset',
+    'ImageTextDataset', 'LoadGroundingAnnotations', 'PackXDecoderInputs'
 ]

@@ -16,3 +16,7 @@ class CheckpointError(XDecoderInputError, RuntimeError):
 
 class InputNotFoundError(XDecoderInputError, FileNotFoundError):
     """A checkpoint, dataset folder or annotation file that does not exist."""
+
+
+class DatasetError(XDecoderInputError, ValueError):
+    """An annotation file or dataset setting that cannot be trained on as it is."""
