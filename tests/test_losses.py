@@ -363,11 +363,14 @@ def test_two_gloo_processes_give_the_loss_and_gradients_of_the_concatenated_batc
     for rank in range(2):
         for name, value in losses.items():  # every process computes the global loss
             torch.testing.assert_close(outputs[rank][0][name], value.detach(), **tol)
-    # Each process gets the gradient of its own rows; together they are the whole batch's.
-    torch.testing.assert_close(torch.cat([outputs[r][1] for r in range(2)]), whole.grad, **tol)
-    torch.testing.assert_close(torch.cat([outputs[r][2] for r in range(2)]), feats.grad, **tol)
-    # A shared parameter's gradients add up over processes (DDP then divides by 2).
-    torch.testing.assert_close(outputs[0][3] + outputs[1][3], whole_proj.grad, **tol)
+    # Each process gets the gradient of its own rows, scaled by the process count so that
+    # DDP's average over processes is the whole batch's gradient.
+    torch.testing.assert_close(torch.cat([outputs[r][1] for r in range(2)]) / 2, whole.grad,
+                               **tol)
+    torch.testing.assert_close(torch.cat([outputs[r][2] for r in range(2)]) / 2, feats.grad,
+                               **tol)
+    # A shared parameter: DDP's average of the processes' gradients.
+    torch.testing.assert_close((outputs[0][3] + outputs[1][3]) / 2, whole_proj.grad, **tol)
 
 
 # ------------------------------------------------------------------------ class prompts

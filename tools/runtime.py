@@ -86,8 +86,9 @@ def _dataset_dirs(dataset_cfg) -> list:
         return _dataset_dirs(dataset_cfg['dataset'])
     root = dataset_cfg.get('data_root', '') or ''
     paths = []
-    if dataset_cfg.get('ann_file'):
-        paths.append(osp.join(root, dataset_cfg['ann_file']))
+    for key in ('ann_file', 'split_file', 'caption_file', 'grounding_file'):
+        if dataset_cfg.get(key):
+            paths.append(osp.join(root, dataset_cfg[key]))
     for value in (dataset_cfg.get('data_prefix') or {}).values():
         if value:
             paths.append(osp.join(root, value))
@@ -98,17 +99,27 @@ def check_inputs(cfg: Config, checkpoint: Optional[str], loader: str) -> None:
     """Fail early, naming the fix, when the checkpoint or the dataset is missing."""
     if checkpoint is not None:
         check_checkpoint_file(checkpoint, cfg.model.get('backbone', {}).get('embed_dim'))
-    dataset = cfg.get(loader, {}).get('dataset')
-    missing = [p for p in _dataset_dirs(dataset) if not osp.exists(p)]
-    if missing:
-        # Each dataset config names its entry in README's "Datasets" (readme_section).
-        entry = f' > "{cfg.readme_section}"' if cfg.get('readme_section') else ''
-        raise InputNotFoundError(
-            f'Dataset not found: {", ".join(missing)} does not exist (config '
-            f'{loader}.dataset, type {dataset.get("type")}). See README.md, "Datasets"{entry}, '
-            'for where to download it and how to lay it out (mmsegmentation/mmdetection '
-            f'dataset docs). Or point --cfg-options {loader}.dataset.data_root=... at your '
-            'copy.')
+    loader_cfg = cfg.get(loader) or {}
+    # Joint training: one dataloader per stream (train_dataloader = dict(segmentation=...,
+    # image_text=...)).
+    streams = {loader: loader_cfg} if 'dataset' in loader_cfg or not loader_cfg else {
+        f'{loader}.{name}': stream for name, stream in loader_cfg.items()}
+    # Training configs name their training data's README entry (train_readme_section); the
+    # evaluation data's is readme_section.
+    section = (cfg.get('train_readme_section') if loader == 'train_dataloader' else None) or \
+        cfg.get('readme_section')
+    for name, stream in streams.items():
+        dataset = stream.get('dataset')
+        missing = [p for p in _dataset_dirs(dataset) if not osp.exists(p)]
+        if missing:
+            # Each dataset config names its entry in README's "Datasets".
+            entry = f' > "{section}"' if section else ''
+            raise InputNotFoundError(
+                f'Dataset not found: {", ".join(missing)} does not exist (config '
+                f'{name}.dataset, type {dataset.get("type")}). See README.md, "Datasets"{entry}, '
+                'for where to download it and how to lay it out (mmsegmentation/mmdetection '
+                f'dataset docs). Or point --cfg-options {name}.dataset.data_root=... at your '
+                'copy.')
     # COCO-style metrics read their annotation files themselves, from paths that do not follow
     # an overridden data_root.
     evaluator = loader.replace('_dataloader', '_evaluator')

@@ -6,9 +6,9 @@
 # Data: data/coco/{train2014,val2014}/*.jpg, data/coco/annotations/coco_karpathy_{train,test,
 # test_gt}.json (README.md, "Training data").
 _base_ = [
-    './xdecoder-tiny_zeroshot_caption_coco2014.py', '_base_/datasets/image_text_train.py',
-    '_base_/schedules/xdecoder_finetune.py'
+    './xdecoder-tiny_zeroshot_caption_coco2014.py', '_base_/schedules/xdecoder_finetune.py'
 ]
+train_readme_section = 'Training data'  # README.md, "Datasets": the training data
 load_from = 'xdecoder_focalt_last_novg.pt'
 
 model = dict(
@@ -18,18 +18,26 @@ model = dict(
 # embeddings of the last layer's masks) and backbone_proj get no gradient.
 find_unused_parameters = True
 
+# The image-text stream of the joint training (_base_/datasets/image_text_train.py: Karpathy
+# train, or your own jsonl) at the paper's 480 px.
 image_size = 480
 train_dataloader = dict(
-    {{_base_.image_text_dataloader}},
     batch_size=32,  # x 8 GPUs = the paper's 256
-    dataset=dict(pipeline=[
-        dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),
-        dict(type='Resize', scale=(image_size, image_size), keep_ratio=False, backend='pillow',
-             interpolation='bicubic'),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PackXDecoderInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                                   'img_shape', 'gt_caption'))
-    ]))
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='ImageTextDataset',
+        data_root='data/coco/',
+        ann_file='annotations/coco_karpathy_train.json',
+        data_prefix=dict(img_path=''),
+        pipeline=[
+            dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),
+            dict(type='Resize', scale=(image_size, image_size), keep_ratio=False,
+                 backend='pillow', interpolation='bicubic'),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackXDecoderInputs')
+        ]))
 
 optim_wrapper = dict(optimizer=dict(lr=2e-5))
 # 10 epochs of 113,287 images at 256 per iteration.

@@ -7,6 +7,7 @@ _base_ = [
     './xdecoder-tiny_zeroshot_open-vocab-ref-seg_refcocog.py', '_base_/datasets/refcocog_train.py',
     '_base_/schedules/xdecoder_finetune.py'
 ]
+train_readme_section = 'RefCOCO / RefCOCO+ / RefCOCOg'  # README.md, "Datasets": the training data
 # The jointly trained checkpoint, which learned grounding (download: README.md, "Checkpoints").
 load_from = 'xdecoder_focalt_last_novg.pt'
 

@@ -16,6 +16,7 @@ _base_ = [
     '_base_/datasets/image_text_train.py', '_base_/datasets/refcocog.py',
     '_base_/schedules/xdecoder_finetune.py', '_base_/default_runtime.py'
 ]
+train_readme_section = 'Training data'  # README.md, "Datasets": the training data
 
 model = dict(
     task='referring',  # what validation runs: RefCOCOg-umd val, as the official config

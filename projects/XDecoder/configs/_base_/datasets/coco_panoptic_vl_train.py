@@ -8,10 +8,9 @@
 #   data/coco/annotations/grounding_train2017_filtrefgumdval_filtvlp.json
 # Defines `segmentation_dataloader`; the joint training config zips it with
 # `image_text_dataloader` (image_text_train.py).
-readme_section = 'COCO panoptic + captions + referring expressions'
-data_root = 'data/coco/'
+segmentation_data_root = 'data/coco/'
 
-train_pipeline = [
+segmentation_train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),
     dict(type='LoadPanopticAnnotations', backend_args=None),
     # Before any geometric transform: the phrases' masks become extra gt_masks rows, so the
@@ -37,11 +36,11 @@ segmentation_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type='CocoPanopticVLDataset',
-        data_root=data_root,
+        data_root=segmentation_data_root,
         ann_file='annotations/panoptic_train2017_filtrefgumdval_filtvlp.json',
         data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),
         caption_file='annotations/captions_train2017_filtrefgumdval_filtvlp.json',
         grounding_file='annotations/grounding_train2017_filtrefgumdval_filtvlp.json',
         missing_caption='skip',  # or 'error'
         return_classes=True,
-        pipeline=train_pipeline))
+        pipeline=segmentation_train_pipeline))

@@ -8,10 +8,9 @@
 #       data_root='data/my_pairs/', ann_file='pairs.jsonl', data_prefix=dict(img_path='images/')))
 # Defines `image_text_dataloader`; the joint training config zips it with
 # `segmentation_dataloader` (coco_panoptic_vl_train.py).
-readme_section = 'Image-text pairs'
-data_root = 'data/coco/'
+image_text_data_root = 'data/coco/'
 
-train_pipeline = [
+image_text_train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),
     # As the official image-text mapper: a fixed 224 x 224 resize (aspect not kept), no other
     # augmentation; the same as the caption / retrieval evaluation.
@@ -27,7 +26,7 @@ image_text_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type='ImageTextDataset',
-        data_root=data_root,
+        data_root=image_text_data_root,
         ann_file='annotations/coco_karpathy_train.json',
         data_prefix=dict(img_path=''),
-        pipeline=train_pipeline))
+        pipeline=image_text_train_pipeline))

@@ -3,10 +3,9 @@
 #   data/coco/refcocog/instances.json  data/coco/refcocog/refs(umd).p
 # Each sample: metainfo `text` = every sentence of every referred object of the image, and
 # gt_instances.masks = one mask per sentence, in the order of `text`.
-readme_section = 'RefCOCO / RefCOCO+ / RefCOCOg'
-data_root = 'data/coco/'
+refcocog_data_root = 'data/coco/'
 
-train_pipeline = [
+refcocog_train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=False, with_label=False, with_mask=True),
     # The evaluation's scale (short side 512, long side at most 1024). No flip: expressions say
@@ -25,7 +24,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type='RefCocoDataset',
-        data_root=data_root,
+        data_root=refcocog_data_root,
         data_prefix=dict(img_path='train2014/'),
         ann_file='refcocog/instances.json',
         split_file='refcocog/refs(umd).p',
@@ -33,4 +32,4 @@ train_dataloader = dict(
         # Every sentence, each with its object's mask ('random' would pick one sentence once,
         # when the dataset is built, not per epoch).
         text_mode='original',
-        pipeline=train_pipeline))
+        pipeline=refcocog_train_pipeline))
