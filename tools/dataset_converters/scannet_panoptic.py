@@ -37,8 +37,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from projects.XDecoder.xdecoder.benchmark_classes import (  # noqa: E402
-    SCANNET_20, SCANNET_20_NYU40_IDS)
+from projects.XDecoder.xdecoder import benchmark_classes as classes  # noqa: E402
 
 STUFF_NYU40_IDS = (1, 2)  # wall, floor
 
@@ -52,7 +51,7 @@ def categories() -> list:
     """
     cats = [dict(id=i, name=name, supercategory='stuff' if i in STUFF_NYU40_IDS else 'thing',
                  isthing=int(i not in STUFF_NYU40_IDS))
-            for i, name in zip(SCANNET_20_NYU40_IDS, SCANNET_20)]
+            for i, name in zip(classes.SCANNET_20_NYU40_IDS, classes.SCANNET_20)]
     return sorted(cats, key=lambda c: -c['isthing'])
 
 
@@ -63,7 +62,7 @@ def panoptic_frame(instance: np.ndarray):
     segments = []
     for value in np.unique(instance):
         nyu40 = value if value < 1000 else value // 1000
-        if nyu40 not in SCANNET_20_NYU40_IDS:
+        if nyu40 not in classes.SCANNET_20_NYU40_IDS:
             continue
         mask = instance == value
         pan[mask] = (value % 256, value // 256 % 256, value // 256**2 % 256)
