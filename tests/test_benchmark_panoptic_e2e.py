@@ -36,8 +36,9 @@ def write_official_panoptic(root: Path, images, segments_per_image):
     then the converter."""
     gt = root / 'gtFine'
     gt.mkdir(parents=True, exist_ok=True)
+    # In label id order, as csCreatePanopticImgs lists them: stuff and things mixed.
     categories = [dict(id=i, name=n, supercategory='x', isthing=int(n in THINGS))
-                  for n, i in LABEL_IDS.items()]
+                  for n, i in sorted(LABEL_IDS.items(), key=lambda item: item[1])]
     json_path = gt / 'cityscapes_panoptic_val.json'
     write_panoptic(json_path, gt / 'cityscapes_panoptic_val',
                    [dict(image, file_name=f'{image["id"]}_gtFine_panoptic.png')
@@ -59,7 +60,11 @@ def test_converter_keeps_segments_and_names_files_for_mmdet(tmp_path):
     assert data['images'][0]['file_name'] == f'frankfurt/{STEMS[0]}_leftImg8bit.png'
     assert data['annotations'][0]['file_name'] == f'{STEMS[0]}_leftImg8bit.png'
     assert data['annotations'][0]['segments_info'] == official['annotations'][0]['segments_info']
-    assert data['categories'] == official['categories']
+    # Things first (mmdet's label order), each kind in the official order.
+    assert data['categories'] == ([c for c in official['categories'] if c['isthing']] +
+                                  [c for c in official['categories'] if not c['isthing']])
+    assert [c['id'] for c in official['categories']] == [7, 23, 24, 26]  # by label id
+    assert [c['id'] for c in data['categories']] == [24, 26, 7, 23]
     png_name = f'{STEMS[0]}_leftImg8bit.png'
     assert ((tmp_path / 'gtFine/cityscapes_panoptic_val_mmdet' / png_name).read_bytes() ==
             (tmp_path / f'gtFine/cityscapes_panoptic_val/{STEMS[0]}_gtFine_panoptic.png')
