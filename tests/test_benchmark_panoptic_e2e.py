@@ -1,7 +1,7 @@
 """Cityscapes, BDD100K and ScanNet panoptic segmentation end to end: tiny folders with the
-official panoptic ground truth (for Cityscapes cityscapesscripts' format and the converter; for
-BDD100K the COCO panoptic layout of the official evaluation; for ScanNet the download's instance
-PNGs and the converter), tools/test.py and mmdet's CocoPanopticMetric, with the parity sample's
+official panoptic ground truth (for Cityscapes cityscapesscripts' format, for BDD100K the COCO
+panoptic layout of the official evaluation, for ScanNet the download's instance PNGs; each
+through its converter), tools/test.py and mmdet's CocoPanopticMetric, with the parity sample's
 weights.
 
 As in test_instance_panoptic_e2e.py (whose helpers this reuses), the ground truth is the model's
@@ -19,6 +19,7 @@ from test_instance_panoptic_e2e import (FAST, INSTANCE_OFFSET,  # noqa: F401  (f
 from xdecoder_test_utils import CONFIGS, ROOT
 
 sys.path.insert(0, str(ROOT / 'tools' / 'dataset_converters'))
+import bdd100k_panoptic  # noqa: E402
 import cityscapes_panoptic  # noqa: E402
 import scannet_panoptic  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -114,25 +115,47 @@ def test_cityscapes_panoptic(predictor, synthetic_checkpoint, tmp_path):  # noqa
         predictor, synthetic_checkpoint, tmp_path / 'work')
 
 
+BDD_IDS = {'person': 31, 'car': 35, 'road': 7, 'sky': 30}
+
+
+def write_official_bdd100k(root: Path, images, segments_per_image):
+    """labels/pan_seg/meta/coco_val.json (categories in id order, as the official json lists
+    them: stuff 1..30, then things 31..40) + coco_pano/val/*.png, then the converter."""
+    categories = [dict(id=i, name=n, isthing=int(n in THINGS))
+                  for n, i in sorted(BDD_IDS.items(), key=lambda item: item[1])]
+    official = root / 'labels/pan_seg/meta/coco_val.json'
+    official.parent.mkdir(parents=True, exist_ok=True)
+    write_panoptic(official, root / 'labels/pan_seg/coco_pano/val', images, categories,
+                   segments_per_image)
+    return bdd100k_panoptic.convert(str(root))
+
+
+def test_bdd100k_converter_lists_things_first(tmp_path):
+    images = [dict(id='7d2f7975-e0c1c5a7', file_name='7d2f7975-e0c1c5a7.jpg', height=4, width=6)]
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:5] = True
+    data = json.loads(write_official_bdd100k(tmp_path, images, [[(35, mask), (7, ~mask)]])
+                      .read_text())
+    official = json.loads((tmp_path / 'labels/pan_seg/meta/coco_val.json').read_text())
+    assert [c['id'] for c in official['categories']] == [7, 30, 31, 35]
+    assert [c['id'] for c in data['categories']] == [31, 35, 7, 30]
+    assert {k: v for k, v in data.items() if k != 'categories'} == {
+        k: v for k, v in official.items() if k != 'categories'}
+    with pytest.raises(FileNotFoundError, match='BDD100K'):
+        bdd100k_panoptic.convert(str(tmp_path / 'elsewhere'))
+
+
 def test_bdd100k_panoptic(predictor, synthetic_checkpoint, tmp_path):  # noqa: F811
     """BDD100K in the official evaluation's COCO panoptic layout (category ids 1..40)."""
     root = tmp_path / 'bdd100k'
     images = write_images(root / 'images/10k/val',
                           [(s, f'{s}.jpg') for s in ('7d2f7975-e0c1c5a7', '7d4a9094-0455564b')])
-    ann_file, seg_dir = (root / 'labels/pan_seg/meta/coco_val.json',
-                         root / 'labels/pan_seg/coco_pano/val')
-    ann_file.parent.mkdir(parents=True)
-    category_ids = {'person': 31, 'car': 35, 'road': 7, 'sky': 30}
-
-    def write_ground_truth(segments):
-        write_panoptic(ann_file, seg_dir, images,
-                       [dict(id=i, name=n, isthing=int(n in THINGS))
-                        for n, i in category_ids.items()], segments)
-
-    write_ground_truth([[] for _ in images])  # replaced by check_panoptic
+    write_official_bdd100k(root, images, [[] for _ in images])  # replaced by check_panoptic
     check_panoptic(str(CONFIGS / 'xdecoder-tiny_zeroshot_open-vocab-panoptic_bdd100k.py'), root,
-                   ann_file, seg_dir, write_ground_truth, category_ids, predictor,
-                   synthetic_checkpoint, tmp_path / 'work')
+                   root / 'labels/pan_seg/meta/coco_val_mmdet.json',
+                   root / 'labels/pan_seg/coco_pano/val',
+                   lambda segments: write_official_bdd100k(root, images, segments), BDD_IDS,
+                   predictor, synthetic_checkpoint, tmp_path / 'work')
 
 
 # ScanNet: two scenes whose frames have the same name, as every scene's do.
