@@ -167,6 +167,20 @@ def test_official_vocabularies_where_mmseg_has_none():
     assert official.SCANNET_40[:37] == official.SUN_RGBD_37
 
 
+def test_instance_and_panoptic_vocabularies_are_the_official_ones():
+    """Cityscapes instance: mmdet's CityscapesDataset names, which are the official
+    CITYSCAPES_THING (the last 8 of the 19). ScanNet panoptic: the official SCAN_20 names,
+    things first (all but wall and floor, ScanNet's isthing), as the converter's json lists
+    them."""
+    from mmdet.datasets import CityscapesDataset
+    assert list(CityscapesDataset.METAINFO['classes']) == OFFICIAL_CITYSCAPES[11:]
+    assert 'metainfo' not in dataset_cfg('cityscapes_instance.py')
+    scannet = dataset_cfg('scannet_panoptic.py').metainfo
+    assert list(scannet.thing_classes) == list(official.SCANNET_20[2:])
+    assert list(scannet.stuff_classes) == ['wall', 'floor'] == list(official.SCANNET_20[:2])
+    assert list(scannet.classes) == list(scannet.thing_classes + scannet.stuff_classes)
+
+
 # ----------------------------------------------------------------------------- loading, model
 def test_16bit_label_maps_keep_their_values(tmp_path):
     path = tmp_path / 'labels.tif'

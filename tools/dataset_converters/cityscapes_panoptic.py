@@ -9,8 +9,11 @@ label ids). mmdet's ``CocoPanopticDataset`` joins an image's ``file_name`` to th
 and ``CocoPanopticMetric`` expects each ground-truth PNG to carry its image's name, so this
 writes ``gtFine/cityscapes_panoptic_<split>_mmdet.json`` (image ``file_name`` =
 ``<city>/<image>_leftImg8bit.png``, relative to ``leftImg8bit/<split>/``) and the same PNGs as
-``gtFine/cityscapes_panoptic_<split>_mmdet/<image>_leftImg8bit.png``. Segments, ids and
-categories are unchanged.
+``gtFine/cityscapes_panoptic_<split>_mmdet/<image>_leftImg8bit.png``. Segments and ids are
+unchanged; the categories are listed things first, then stuff (each in label id order): mmdet
+maps label k to the k-th json category named in the config's classes, in the json's order, and
+its labels are the things, then the stuff (the official json lists them by label id, stuff
+first).
 """
 import argparse
 import json
@@ -40,6 +43,7 @@ def convert(root: str, split: str = 'val') -> Path:
         name = names[annotation['image_id']]
         shutil.copyfile(source_dir / annotation['file_name'], out_dir / name)
         annotation['file_name'] = name
+    data['categories'] = sorted(data['categories'], key=lambda c: not c['isthing'])
     out_json = gt / f'cityscapes_panoptic_{split}_mmdet.json'
     out_json.write_text(json.dumps(data))
     return out_json

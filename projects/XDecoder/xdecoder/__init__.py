@@ -2,6 +2,7 @@
 
 Configs load them with ``custom_imports=dict(imports=['projects.XDecoder.xdecoder'])``.
 """
+from . import compat  # noqa: F401  (numpy.in1d for cityscapesscripts)
 from .batch_sampler import SameSizeBatchSampler
 from .benchmark_datasets import (ADE20KFullDataset, DatasetVocabularyHook, LoadSegAnnotations16,
                                  PascalContext459Dataset, ScanNet40SegDataset, ScanNetSegDataset,

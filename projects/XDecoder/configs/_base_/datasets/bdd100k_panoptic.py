@@ -1,8 +1,11 @@
 # BDD100K (10k) val panoptic segmentation (10 things + 30 stuff, the official X-Decoder names
 # and category ids 1..40), PQ with mmdet's CocoPanopticMetric (README "Datasets": BDD100K). The
-# layout the official evaluation reads, COCO panoptic json and PNGs:
+# layout the official evaluation reads, COCO panoptic json and PNGs, and the json with its
+# categories listed things first (mmdet's label order), by
+#   python tools/dataset_converters/bdd100k_panoptic.py data/bdd100k
 #   data/bdd100k/images/10k/val/*.jpg
-#   data/bdd100k/labels/pan_seg/meta/coco_val.json
+#   data/bdd100k/labels/pan_seg/meta/coco_val.json         (official)
+#   data/bdd100k/labels/pan_seg/meta/coco_val_mmdet.json   (read here)
 #   data/bdd100k/labels/pan_seg/coco_pano/val/*.png
 # The official BDD test scale: short side 800, long side <= 1333.
 _base_ = './eval_loader.py'
@@ -33,7 +36,7 @@ val_dataloader = dict(
     dataset=dict(
         type='CocoPanopticDataset',
         data_root=data_root,
-        ann_file='labels/pan_seg/meta/coco_val.json',
+        ann_file='labels/pan_seg/meta/coco_val_mmdet.json',
         data_prefix=dict(img='images/10k/val/', seg='labels/pan_seg/coco_pano/val/'),
         metainfo=bdd100k_panoptic_vocabulary,
         test_mode=True,
@@ -43,6 +46,6 @@ test_dataloader = val_dataloader
 # With another data_root, also point ann_file and seg_prefix here at the same files.
 val_evaluator = dict(
     type='CocoPanopticMetric',
-    ann_file=data_root + 'labels/pan_seg/meta/coco_val.json',
+    ann_file=data_root + 'labels/pan_seg/meta/coco_val_mmdet.json',
     seg_prefix=data_root + 'labels/pan_seg/coco_pano/val/')
 test_evaluator = val_evaluator
