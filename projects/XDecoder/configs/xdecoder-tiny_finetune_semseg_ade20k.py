@@ -65,3 +65,5 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3,
                     save_best='mIoU'))
 log_processor = dict(by_epoch=False)
+# Before the first step: the training dataset's class names are present and distinct.
+custom_hooks = [dict(type='TrainingClassNamesHook')]

@@ -11,7 +11,7 @@ from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
 from .inferencer import XDecoderInferencer
-from .joint_training import JointDataPreprocessor, JointTrainLoop
+from .joint_training import JointDataPreprocessor, JointTrainLoop, TrainingClassNamesHook
 from .pixel_decoder import XDecoderPixelDecoder
 from .retrieval_metric import RetrievalRecallMetric
 from .segmentation_loss import XDecoderSegLoss
@@ -25,6 +25,7 @@ from .xdecoder import XDecoder
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
     'XDecoderInferencer', 'SameSizeBatchSampler', 'JointDataPreprocessor', 'JointTrainLoop',
+    'TrainingClassNamesHook',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
     'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
     'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',

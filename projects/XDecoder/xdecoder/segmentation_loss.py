@@ -119,10 +119,11 @@ class XDecoderSegLoss(nn.Module):
                                                 targets)
 
         # Weighted mean over all queries of the batch, as F.cross_entropy(weight=...) would
-        # give with one vocabulary: the sum of the weights is the normaliser.
+        # give with one vocabulary: the sum of the weights is the normaliser (averaged over
+        # processes, so that DDP's gradient average is the whole batch's gradient).
         weights = [torch.where(label == logits.shape[-1] - 1, self.no_object_weight, 1.0)
                    for label, logits in zip(labels, class_logits)]
-        total_weight = sum(w.sum() for w in weights)
+        total_weight = reduce_mean(sum(w.sum() for w in weights))
         loss_cls = sum(self.loss_cls(logits, label, w, avg_factor=total_weight)
                        for logits, label, w in zip(class_logits, labels, weights))
 
@@ -168,10 +169,12 @@ def point_sampled_assign(assigner, scores: Tensor, mask_logits: Tensor, labels: 
     """
     points = torch.rand(1, num_points, 2, device=mask_logits.device)
     pred_points = point_sample(mask_logits[:, None], points.expand(len(mask_logits), -1, -1))
-    gt_points = point_sample(masks[:, None].float(), points.expand(len(masks), -1, -1))
+    gt_points = point_sample(masks[:, None].to(points.dtype), points.expand(len(masks), -1, -1))
+    # The costs in float32 whatever the model's precision: mmdet's DiceCost casts the ground
+    # truth to float32 (a float64 model would fail), and fp16 costs would be coarse.
     assigned = assigner.assign(
-        pred_instances=InstanceData(scores=scores, masks=pred_points[:, 0]),
-        gt_instances=InstanceData(labels=labels, masks=gt_points[:, 0])).gt_inds
+        pred_instances=InstanceData(scores=scores.float(), masks=pred_points[:, 0].float()),
+        gt_instances=InstanceData(labels=labels, masks=gt_points[:, 0].float())).gt_inds
     query_ids = torch.nonzero(assigned > 0)[:, 0]
     return query_ids, assigned[query_ids] - 1
 
@@ -194,7 +197,7 @@ def point_mask_losses(criterion, preds: Tensor, gts: Tensor,
         points = get_uncertain_point_coords_with_randomness(
             preds[:, None], None, criterion.num_points, criterion.oversample_ratio,
             criterion.importance_sample_ratio)
-        gt_points = point_sample(gts[:, None].float(), points)[:, 0]
+        gt_points = point_sample(gts[:, None].to(points.dtype), points)[:, 0]
     pred_points = point_sample(preds[:, None], points)[:, 0]
     loss_dice = criterion.loss_dice(pred_points, gt_points, avg_factor=num_masks)
     loss_mask = criterion.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),

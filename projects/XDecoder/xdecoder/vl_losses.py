@@ -211,7 +211,9 @@ class XDecoderGroundingLoss(nn.Module):
         # one process holding the whole batch. On one process it is the official local count.
         num_masks = reduce_mean(preds.new_tensor(float(len(preds)))).clamp(min=1)
         loss_mask, loss_dice = point_mask_losses(self, preds, gts, num_masks)
-        loss_cls = self.class_weight * torch.stack(class_losses).mean()
+        # The mean over the batch's images with phrases (counted over all processes).
+        num_images = reduce_mean(grounding_embeds.new_tensor(float(len(class_losses))))
+        loss_cls = self.class_weight * torch.stack(class_losses).sum() / num_images
         return dict(loss_grounding_mask=loss_mask, loss_grounding_dice=loss_dice,
                     loss_grounding_cls=loss_cls)
 

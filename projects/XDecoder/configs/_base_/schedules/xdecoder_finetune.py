@@ -23,3 +23,6 @@ optim_wrapper = dict(
         }))
 
 auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+# Before the first step: the training datasets' class names are present, distinct and found.
+custom_hooks = [dict(type='TrainingClassNamesHook')]
