@@ -134,8 +134,9 @@ def halves() -> torch.Tensor:
     return masks
 
 
-def panoptic_sample(phrase_ids):
-    s = sample(task='panoptic', text=['cat', 'dog'], stuff_text=['sky'],
+def panoptic_sample(phrase_ids, named_task=True):
+    s = sample(**(dict(task='panoptic') if named_task else {}), text=['cat', 'dog'],
+               stuff_text=['sky'],
                grounding_text=['the cat', 'a cat on top', 'the dog'], grounding_groups=[0, 0, 1],
                grounding_task='text')
     s.gt_instances = InstanceData(labels=torch.tensor([0, 1]),
@@ -177,9 +178,16 @@ def test_each_kind_of_batch_trains_its_losses(model):
 
     # Joint: both streams' losses, every trainable parameter reached by the summed loss (what
     # DDP without find_unused_parameters needs).
+    # The segmentation stream's samples name no task (dataset samples): they train
+    # train_cfg.segmentation_task (panoptic), whatever the model's task (validation's) is.
     model.zero_grad()
-    joint = model.loss(dict(segmentation=inputs[:1], image_text=inputs),
-                       dict(segmentation=[panoptic_sample([0, 2])], image_text=captions))
+    model.task = 'referring'
+    try:
+        joint = model.loss(dict(segmentation=inputs[:1], image_text=inputs),
+                           dict(segmentation=[panoptic_sample([0, 2], named_task=False)],
+                                image_text=captions))
+    finally:
+        model.task = 'semantic'
     assert names(joint) == {'loss_cls', 'loss_mask', 'loss_dice', 'loss_grounding_mask',
                             'loss_grounding_dice', 'loss_grounding_cls', 'loss_captioning',
                             'loss_retrieval', 'loss_retrieval_backbone'}

@@ -103,7 +103,8 @@ def panoptic_dataset(root, pipeline=(), **kwargs):
 
 def lsj_pipeline(size=64):
     """The training config's pipeline, with the jitter's target scaled to the tiny images."""
-    pipeline = Config.fromfile(str(DATASET_CONFIGS / 'coco_panoptic_vl_train.py')).train_pipeline
+    pipeline = Config.fromfile(
+        str(DATASET_CONFIGS / 'coco_panoptic_vl_train.py')).segmentation_train_pipeline
     for step in pipeline:
         if step['type'] == 'RandomResize':
             step['scale'] = (size, size)
@@ -231,7 +232,8 @@ def image_text_dataset(root, ann_file, pipeline=(), **kwargs):
 
 def test_image_text_jsonl_and_karpathy(tmp_path):
     write_pairs(tmp_path)
-    pipeline = Config.fromfile(str(DATASET_CONFIGS / 'image_text_train.py')).train_pipeline
+    pipeline = Config.fromfile(
+        str(DATASET_CONFIGS / 'image_text_train.py')).image_text_train_pipeline
     dataset = image_text_dataset(tmp_path, 'pairs.jsonl', pipeline)
     assert len(dataset) == 2
     info = dataset.get_data_info(0)
@@ -356,7 +358,6 @@ def test_refcocog_train_pipeline(tmp_path):
     from mmdet.registry import DATASETS
     write_refcocog(tmp_path)
     cfg = Config.fromfile(str(DATASET_CONFIGS / 'refcocog_train.py'))
-    assert f'**{cfg.readme_section}**' in (ROOT / 'README.md').read_text()
     init_default_scope('mmdet')
     dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(tmp_path)))
     assert len(dataset) == 1  # image 2 holds only a val ref
@@ -373,14 +374,18 @@ def test_refcocog_train_pipeline(tmp_path):
 
 
 def test_training_dataset_configs(tmp_path):
-    """The seg stream config builds on a tiny dataset and its full pipeline runs; every config
-    names its README entry and uses InfiniteSampler."""
+    """The seg stream config builds on a tiny dataset and its full pipeline runs; every training
+    config names its training data's README entry, and the streams use InfiniteSampler."""
     readme = (ROOT / 'README.md').read_text()
     for name, key in (('coco_panoptic_vl_train.py', 'segmentation_dataloader'),
                       ('image_text_train.py', 'image_text_dataloader')):
         cfg = Config.fromfile(str(DATASET_CONFIGS / name))
-        assert f'**{cfg.readme_section}**' in readme
         assert cfg[key].sampler.type == 'InfiniteSampler'
+    for config in sorted((DATASET_CONFIGS.parents[1]).glob('xdecoder-tiny_*train*.py')) + sorted(
+            (DATASET_CONFIGS.parents[1]).glob('xdecoder-tiny_finetune*.py')):
+        cfg = Config.fromfile(str(config))
+        section = cfg.get('train_readme_section') or cfg.get('readme_section')
+        assert section and f'**{section}**' in readme, config.name
     write_panoptic(tmp_path)
     loader = Config.fromfile(str(DATASET_CONFIGS / 'coco_panoptic_vl_train.py'))
     loader = loader.segmentation_dataloader

@@ -1,8 +1,11 @@
-"""Benchmark X-Decoder inference: one table row per task, precision and batch size.
+"""Benchmark X-Decoder inference (one table row per task, precision and batch size) or, with
+``--train``, a training config's step (iterations/s and peak memory).
 
     python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--tasks all]
         [--precision fp32 bf16] [--batch-size 1 4] [--short-side N] [--aspect 1.5] [--iters 5]
         [--warmup 1] [--device cpu|cuda] [--classes a b c] [--compare-fp32]
+    python tools/analysis_tools/benchmark.py TRAIN_CONFIG --train [--amp] [--batch-size 2]
+        [--short-side 512] [--iters 5] [--warmup 1] [--device cpu|cuda]
 
 Each row gives images/s, s/image and the peak memory of that row's runs (CUDA: allocated by
 torch; CPU: the process's resident set, sampled every 5 ms). Inputs are random images of one
@@ -10,6 +13,11 @@ size (``--short-side``, default: each task's test scale, 640 for the config's se
 batches repeat that size, as ``SameSizeBatchSampler`` forms them. ``--compare-fp32`` adds how
 far a lower precision's predictions are from fp32's on the same input (label agreement, mask
 IoU, equal caption tokens, embedding cosine).
+
+``--train`` times ``model.train_step`` (forward, every loss of the config's ``model.criterion``,
+backward, the config's optimiser step) on random images with synthetic ground truth for the
+config's task, square at ``--short-side`` (default 512; the image-text stream of a joint config
+at 224, its batch the config's), ``--batch-size`` images per step (default: the config's).
 
 Random weights (seeded, so the same in every run) are used when no checkpoint is given: speed
 does not depend on the values. The vocabulary defaults to the config dataset's class names; its
@@ -45,7 +53,9 @@ def parse_args():
     parser.add_argument('--tasks', nargs='+', default=['all'],
                         help=f'tasks to run (default all): {", ".join(TASKS)}')
     parser.add_argument('--precision', nargs='+', default=['fp32'], choices=list(PRECISIONS))
-    parser.add_argument('--batch-size', nargs='+', type=int, default=[1])
+    parser.add_argument('--batch-size', nargs='+', type=int,
+                        help='inference: batch sizes (default 1); --train: images per step '
+                        "(default: the config's)")
     parser.add_argument('--short-side', type=int, help="default: each task's test scale")
     parser.add_argument('--aspect', type=float, default=1.5, help='long side / short side')
     parser.add_argument('--iters', type=int, default=5)
@@ -54,6 +64,9 @@ def parse_args():
     parser.add_argument('--classes', nargs='+', help='vocabulary (default: the dataset classes)')
     parser.add_argument('--compare-fp32', action='store_true',
                         help='agreement of each lower precision with fp32 on the same input')
+    parser.add_argument('--train', action='store_true',
+                        help="time the training config's step instead of inference")
+    parser.add_argument('--amp', action='store_true', help='--train with mixed precision')
     return parser.parse_args()
 
 
@@ -133,6 +146,87 @@ def agreement(task: str, low, full) -> str:
     return '-'
 
 
+def make_train_batch(task: str, size: int, batch_size: int, seed: int = 0) -> dict:
+    """Random images with ground truth for ``task`` ('image_text' for the joint image-text
+    stream): three names, masks of the image's quarters, one caption, one phrase."""
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData, PixelData
+    rng = np.random.default_rng(seed)
+    quarters = np.zeros((3, size, size), np.uint8)
+    quarters[0, :size // 2, :size // 2] = quarters[1, size // 2:, size // 2:] = 1
+    quarters[2] = 1 - quarters[0] - quarters[1]
+    samples = []
+    for _ in range(batch_size):
+        meta = dict(img_shape=(size, size), ori_shape=(size, size), scale_factor=(1.0, 1.0),
+                    text=['person', 'car'], stuff_text=['sky'], gt_caption=['a photo of a car'])
+        if task == 'referring':
+            meta['text'] = ['the car on the right']
+        sample = DetDataSample(metainfo=meta)
+        labels = torch.tensor([0, 1, 2] if task != 'panoptic' else [0, 1])
+        masks = quarters if task != 'referring' else quarters[1:2]
+        sample.gt_instances = InstanceData(labels=labels[:len(masks)],
+                                           masks=BitmapMasks(masks[:len(labels)], size, size))
+        sample.gt_sem_seg = PixelData(sem_seg=torch.from_numpy(
+            np.argmax(quarters, 0)[None].astype(np.int64)))
+        if task == 'panoptic':  # the joint segmentation stream: one phrase per image too
+            sample.gt_grounding = InstanceData(masks=BitmapMasks(quarters[1:2], size, size),
+                                               phrase_ids=torch.tensor([0]))
+            sample.set_metainfo(dict(grounding_text=['the car'], grounding_groups=[0],
+                                     grounding_task='text'))
+        samples.append(sample)
+    inputs = [torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8))
+              for _ in range(batch_size)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def benchmark_training(args, cfg):
+    """Print the training step's iterations/s and peak memory for the config."""
+    from mmdet.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+    if not cfg.model.get('criterion'):
+        sys.exit(f'error: {args.config} has no model.criterion: --train needs a training '
+                 'config (xdecoder-tiny_finetune_*.py, xdecoder-tiny_pretrain_coco-vlp.py)')
+    model = MODELS.build(cfg.model).to(args.device).train()
+    if args.checkpoint:
+        from mmengine.runner import load_checkpoint
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+    optim_cfg = dict(cfg.optim_wrapper)
+    if args.amp:
+        optim_cfg.update(type='AmpOptimWrapper', loss_scale='dynamic')
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    loaders = cfg.train_dataloader
+    joint = 'dataset' not in loaders  # {stream: dataloader} (JointTrainLoop)
+    streams = {
+        name: dict(task=model.task if name == 'segmentation' else 'image_text',
+                   size=(args.short_side or 512) if name == 'segmentation' else 224,
+                   batch=args.batch_size[0] if args.batch_size else loader.batch_size)
+        for name, loader in (loaders.items() if joint else [('segmentation', loaders)])}
+
+    def batch():
+        data = {name: make_train_batch(s['task'], s['size'], s['batch'])
+                for name, s in streams.items()}
+        return data if joint else data['segmentation']
+
+    print(f'config: {osp.basename(args.config)}  device: {args.device}  '
+          f'threads: {torch.get_num_threads()}  torch {torch.__version__}  '
+          f'{"amp" if args.amp else "fp32"}')
+    print('streams: ' + ', '.join(f'{name} {s["task"]} {s["batch"]} x {s["size"]}x{s["size"]}'
+                                  for name, s in streams.items()))
+    for _ in range(args.warmup):
+        model.train_step(batch(), optim_wrapper)
+    with PeakMemory(args.device) as memory:
+        start = time.perf_counter()
+        for _ in range(args.iters):
+            losses = model.train_step(batch(), optim_wrapper)
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    print(f'{"iterations/s":>12}{"s/iter":>9}{"peak MiB":>10}{"loss":>10}')
+    print(f'{args.iters / elapsed:>12.3f}{elapsed / args.iters:>9.2f}{memory.peak:>10.0f}'
+          f'{float(losses["loss"]):>10.2f}')
+
+
 def main():
     args = parse_args()
     from mmdet.registry import DATASETS, MODELS
@@ -141,6 +235,8 @@ def main():
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     torch.manual_seed(0)
+    if args.train:
+        return benchmark_training(args, cfg)
     model = MODELS.build(cfg.model).to(args.device).eval()
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
@@ -168,7 +264,7 @@ def main():
         side = args.short_side or (spec.resize or {}).get('scale', 640)
         h, w = side, int(side * args.aspect + 0.5)
         reference = {}
-        for batch_size in args.batch_size:
+        for batch_size in args.batch_size or [1]:
             for precision in args.precision:
                 # Fresh samples per row: predict fills them in place, and fp32's are kept.
                 data = make_batch(task, classes, h, w, batch_size)

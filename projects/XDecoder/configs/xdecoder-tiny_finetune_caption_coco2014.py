@@ -8,7 +8,7 @@
 _base_ = [
     './xdecoder-tiny_zeroshot_caption_coco2014.py', '_base_/schedules/xdecoder_finetune.py'
 ]
-train_readme_section = 'Training data'  # README.md, "Datasets": the training data
+train_readme_section = 'Image-text pairs'  # README.md, "Datasets": the training data
 load_from = 'xdecoder_focalt_last_novg.pt'
 
 model = dict(

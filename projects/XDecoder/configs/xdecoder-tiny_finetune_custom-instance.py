@@ -11,7 +11,7 @@ _base_ = [
     './xdecoder-tiny_zeroshot_open-vocab-instance_coco.py',
     '_base_/schedules/xdecoder_finetune.py'
 ]
-readme_section = 'Fine-tune on your own data'
+readme_section = 'Your own data'  # README.md, "Datasets"
 classes = ('cat', 'dog')  # <- your class names, in the json's category order
 data_root = 'data/my_dataset/'
 # The open-vocabulary checkpoint: its class-name embeddings start from your names' meaning.

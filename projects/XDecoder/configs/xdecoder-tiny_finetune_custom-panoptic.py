@@ -10,7 +10,7 @@ _base_ = [
     './xdecoder-tiny_zeroshot_open-vocab-panoptic_coco.py',
     '_base_/schedules/xdecoder_finetune.py'
 ]
-readme_section = 'Fine-tune on your own data'
+readme_section = 'Your own data'  # README.md, "Datasets"
 thing_classes = ('person', 'car')  # <- your thing names
 stuff_classes = ('road', 'sky')  # <- your stuff names
 metainfo = dict(classes=thing_classes + stuff_classes, thing_classes=thing_classes,

@@ -9,7 +9,7 @@
 # class names into each sample's 'text'; nothing ADE-specific is left once `classes` replace its
 # names.
 _base_ = './xdecoder-tiny_finetune_semseg_ade20k.py'
-readme_section = 'Fine-tune on your own data'
+readme_section = 'Your own data'  # README.md, "Datasets"
 classes = ('road', 'building', 'sky')  # <- your class names, in label order
 data_root = 'data/my_dataset/'
 

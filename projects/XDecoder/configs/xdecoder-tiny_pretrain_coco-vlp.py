@@ -16,7 +16,8 @@ _base_ = [
     '_base_/datasets/image_text_train.py', '_base_/datasets/refcocog.py',
     '_base_/schedules/xdecoder_finetune.py', '_base_/default_runtime.py'
 ]
-train_readme_section = 'Training data'  # README.md, "Datasets": the training data
+# README.md, "Datasets": the training data
+train_readme_section = 'COCO panoptic + captions + referring expressions'
 
 model = dict(
     task='referring',  # what validation runs: RefCOCOg-umd val, as the official config

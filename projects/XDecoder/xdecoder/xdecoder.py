@@ -87,6 +87,9 @@ class XDecoder(BaseDetector):
         # The official recipe trains the text encoder (its lr x0.1: the optimiser's
         # paramwise_cfg); True keeps it as loaded, and its class embeddings without gradients.
         freeze_text_encoder=True,
+        # The task of the joint training's segmentation stream (its samples name none; the
+        # model's own task is what validation runs).
+        segmentation_task='panoptic',
     )
     LOSS_BRANCHES = ('segmentation', 'grounding', 'captioning', 'retrieval')
 
@@ -138,9 +141,12 @@ class XDecoder(BaseDetector):
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None):
         return self.decoder(*self.extract_feat(batch_inputs))[-1]
 
-    def task_of(self, batch_data_samples: SampleList) -> TaskSpec:
-        """The samples' task (their ``task`` metainfo, else ``self.task``); one per batch."""
-        names = {s.metainfo.get('task', self.task) for s in batch_data_samples} or {self.task}
+    def task_of(self, batch_data_samples: SampleList,
+                default: Optional[str] = None) -> TaskSpec:
+        """The samples' task (their ``task`` metainfo, else ``default``, else ``self.task``);
+        one per batch."""
+        default = default or self.task
+        names = {s.metainfo.get('task', default) for s in batch_data_samples} or {default}
         if len(names) > 1:
             raise ValueError(f'One task per batch, got {sorted(names)}.')
         return get_task(names.pop())
@@ -148,8 +154,9 @@ class XDecoder(BaseDetector):
     # ------------------------------------------------------------------ training
     def loss(self, batch_inputs, batch_data_samples) -> Dict[str, Tensor]:
         """The losses of a batch, or of ``{stream: batch}`` in joint training (see
-        ``joint_training.py``): the ``segmentation`` stream by its task, the ``image_text``
-        stream by captioning and retrieval.
+        ``joint_training.py``): the ``segmentation`` stream as its samples' task, else
+        ``train_cfg.segmentation_task`` (panoptic), the ``image_text`` stream by captioning and
+        retrieval.
 
         What a batch trains, by its task (the samples' ``task``, else ``model.task``):
 
@@ -175,12 +182,19 @@ class XDecoder(BaseDetector):
                     branches = [b for b in ('captioning', 'retrieval') if b in self.criterion]
                     losses.update(self._image_text_losses(inputs, samples, branches))
                 else:
-                    losses.update(self._task_losses(inputs, samples))
+                    task = self.task_of(samples, self.train_cfg['segmentation_task'])
+                    if task.name not in TRAINABLE_TASKS:
+                        raise ValueError(f'The joint training stream {stream!r} trains '
+                                         f'segmentation ({TRAINABLE_TASKS}), not '
+                                         f'{task.name!r}: set model.train_cfg.'
+                                         'segmentation_task.')
+                    losses.update(self._task_losses(inputs, samples, task))
             return losses
         return self._task_losses(batch_inputs, batch_data_samples)
 
-    def _task_losses(self, inputs: Tensor, samples: SampleList) -> Dict[str, Tensor]:
-        task = self.task_of(samples)
+    def _task_losses(self, inputs: Tensor, samples: SampleList,
+                     task: Optional[TaskSpec] = None) -> Dict[str, Tensor]:
+        task = task or self.task_of(samples)
         branch = {'caption': 'captioning', 'retrieval': 'retrieval',
                   'referring': 'grounding'}.get(task.name, 'segmentation')
         if task.name not in TRAINABLE_TASKS + ('caption', 'retrieval', 'referring'):

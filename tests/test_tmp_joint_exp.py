@@ -1,0 +1,221 @@
+"""Joint training end to end: tools/train.py runs the pre-training config
+(xdecoder-tiny_pretrain_coco-vlp.py) on two tiny images in the real formats (COCO panoptic json +
+PNGs, COCO captions, the grounding json of tools/dataset_converters/coco_grounding.py, an
+image-text jsonl), with the full focal-T model from the seeded synthetic weights, stops, resumes,
+and must have overfitted the two images in every task; the result loads in XDecoderInferencer.
+"""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from PIL import Image
+from pycocotools import mask as mask_utils
+from xdecoder_test_utils import CONFIGS, ROOT
+
+import projects.XDecoder.xdecoder  # noqa: F401  (registers the modules)
+
+CONFIG = str(CONFIGS / 'xdecoder-tiny_pretrain_coco-vlp.py')
+SIZE = 64
+THINGS, STUFF = ['person', 'car'], ['wall']
+# Two images: coloured shapes on a blue wall, one caption and one referring expression each.
+IMAGES = {
+    1: dict(shapes=[('person', (8, 40, 8, 40), (220, 30, 30))],
+            caption='a red square on a blue wall', ref=('the red square', 0)),
+    2: dict(shapes=[('person', (4, 24, 4, 24), (220, 30, 30)),
+                    ('car', (32, 60, 20, 60), (30, 200, 40))],
+            caption='a green car and a red person', ref=('the green car', 1)),
+}
+ITERS = 80
+LR = 1e-3
+
+
+def write_data(root):
+    """COCO panoptic (things first), captions, grounding json and image-text jsonl."""
+    for sub in ('img', 'pan'):
+        (root / sub).mkdir(parents=True)
+    categories = [dict(id=i + 1, name=n, isthing=int(n in THINGS))
+                  for i, n in enumerate(THINGS + STUFF)]
+    images, panoptic, captions, refs, pairs, truth = [], [], [], [], [], {}
+    for img_id, spec in IMAGES.items():
+        name = f'{img_id:012d}'
+        rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+        rgb[:] = (40, 60, 200)
+        ids = np.full((SIZE, SIZE), 99, np.int64)  # the wall
+        labels = np.full((SIZE, SIZE), len(THINGS), np.int64)  # the wall's label
+        masks = []
+        for k, (cls, (y0, y1, x0, x1), colour) in enumerate(spec['shapes']):
+            rgb[y0:y1, x0:x1] = colour
+            ids[y0:y1, x0:x1] = 10 + k
+            labels[y0:y1, x0:x1] = THINGS.index(cls)
+            mask = np.zeros((SIZE, SIZE), np.uint8)
+            mask[y0:y1, x0:x1] = 1
+            masks.append(mask)
+        Image.fromarray(rgb).save(root / f'img/{name}.jpg', quality=95)
+        segments = []
+        for seg_id in np.unique(ids):
+            m = ids == seg_id
+            ys, xs = np.nonzero(m)
+            cat = 3 if seg_id == 99 else THINGS.index(spec['shapes'][seg_id - 10][0]) + 1
+            segments.append(dict(id=int(seg_id), category_id=cat, iscrowd=0, area=int(m.sum()),
+                                 bbox=[int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1),
+                                       int(np.ptp(ys) + 1)]))
+        png = np.stack([ids % 256, ids // 256, ids * 0], -1).astype(np.uint8)
+        Image.fromarray(png).save(root / f'pan/{name}.png')
+        images.append(dict(id=img_id, file_name=f'{name}.jpg', height=SIZE, width=SIZE))
+        panoptic.append(dict(image_id=img_id, file_name=f'{name}.png', segments_info=segments))
+        captions.append(dict(id=img_id, image_id=img_id, caption=spec['caption']))
+        phrase, shape = spec['ref']
+        rle = mask_utils.encode(np.asfortranarray(masks[shape]))
+        rle['counts'] = rle['counts'].decode()
+        refs.append(dict(image_id=img_id, ref_id=img_id, segmentation=rle,
+                         sentences=[dict(raw=phrase)]))
+        pairs.append(dict(image=f'{name}.jpg', caption=spec['caption']))
+        truth[img_id] = dict(path=str(root / f'img/{name}.jpg'), labels=labels,
+                             ref_mask=masks[shape].astype(bool))
+    (root / 'panoptic.json').write_text(json.dumps(
+        dict(images=images, annotations=panoptic, categories=categories)))
+    (root / 'captions.json').write_text(json.dumps(dict(images=images, annotations=captions)))
+    (root / 'grounding.json').write_text(json.dumps(dict(annotations=refs)))
+    (root / 'pairs.jsonl').write_text('\n'.join(json.dumps(p) for p in pairs) + '\n')
+    return truth
+
+
+@HOOKS.register_module()
+class RecordBatchesHook(Hook):
+    """Appends each iteration's image paths per stream to ``path`` (json lines)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        with open(self.path, 'a') as f:
+            f.write(json.dumps({stream: [s.img_path for s in batch['data_samples']]
+                                for stream, batch in data_batch.items()}) + '\n')
+
+
+def derived_config(tmp_path, base: str = CONFIG, **extra) -> str:
+    """A config inheriting ``base`` with ``extra`` top-level entries (what --cfg-options
+    cannot express, e.g. hooks), written to ``tmp_path``."""
+    path = tmp_path / 'derived_config.py'
+    path.write_text(f'_base_ = [{base!r}]\n' + ''.join(f'{k} = {v!r}\n' for k, v in extra.items()))
+    return str(path)
+
+
+def options(root, checkpoint, max_iters):
+    seg, pairs = 'train_dataloader.segmentation', 'train_dataloader.image_text'
+    return [
+        f'load_from={checkpoint}', 'randomness.seed=0',
+        f'{seg}.dataset.data_root={root}', f'{seg}.dataset.ann_file=panoptic.json',
+        f'{seg}.dataset.data_prefix.img=img/', f'{seg}.dataset.data_prefix.seg=pan/',
+        f'{seg}.dataset.caption_file=captions.json',
+        f'{seg}.dataset.grounding_file=grounding.json',
+        f'{seg}.dataset.metainfo.classes=[{",".join(THINGS + STUFF)}]',
+        f'{seg}.dataset.metainfo.thing_classes=[{",".join(THINGS)}]',
+        f'{seg}.dataset.metainfo.stuff_classes=[{",".join(STUFF)}]',
+        # The jitter around the images' own size (the recipe's is around 1024).
+        f'{seg}.dataset.pipeline.4.scale=({SIZE},{SIZE})',
+        f'{seg}.dataset.pipeline.4.ratio_range=(0.8,1.25)',
+        f'{seg}.dataset.pipeline.5.crop_size=({SIZE},{SIZE})',
+        f'{seg}.num_workers=0', f'{seg}.persistent_workers=False',
+        f'{pairs}.dataset.data_root={root}', f'{pairs}.dataset.ann_file=pairs.jsonl',
+        f'{pairs}.dataset.data_prefix.img_path=img/',
+        f'{pairs}.dataset.pipeline.1.scale=({SIZE},{SIZE})', f'{pairs}.batch_size=2',
+        f'{pairs}.num_workers=0', f'{pairs}.persistent_workers=False',
+        # Fewer loss points at this size; a frozen text encoder (the config's switch) halves
+        # the step.
+        'model.criterion.segmentation.num_points=1024', 'model.criterion.grounding.num_points=1024',
+        'model.train_cfg.freeze_text_encoder=True', 'model.backbone.drop_path_rate=0.0',
+        f'optim_wrapper.optimizer.lr={LR}',
+        'param_scheduler.1.milestones=[1000]', 'param_scheduler.1.end=1000',
+        f'train_cfg.max_iters={max_iters}', f'default_hooks.checkpoint.interval={ITERS - 1}',
+        'default_hooks.checkpoint.save_best=None', 'default_hooks.logger.interval=1',
+        'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+    ]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, synthetic_checkpoint):
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import train as train_tool
+    tmp = tmp_path_factory.mktemp('joint')
+    truth = write_data(tmp / 'data')
+    work_dir, record = tmp / 'work', tmp / 'batches.jsonl'
+    config = derived_config(tmp, custom_hooks=[dict(type='TrainingClassNamesHook'),
+                                               dict(type='RecordBatchesHook', path=str(record))])
+    base = [config, '--work-dir', str(work_dir), '--cfg-options']
+    train_tool.main(base + options(tmp / 'data', synthetic_checkpoint, ITERS - 1))
+    train_tool.main(base + options(tmp / 'data', synthetic_checkpoint, ITERS) + ['--resume'])
+    yield dict(truth=truth, work_dir=work_dir, record=record, root=tmp / 'data')
+    for path in work_dir.glob('*.pth'):
+        path.unlink()
+
+
+def logged_losses(work_dir):
+    rows = [json.loads(line) for path in sorted(work_dir.glob('*/vis_data/scalars.json'))
+            for line in path.read_text().splitlines()]
+    return {row['step']: row['loss'] for row in rows if 'loss' in row}
+
+
+def test_joint_loss_falls_and_resume_continues_both_streams(trained):
+    losses = logged_losses(trained['work_dir'])
+    assert sorted(losses) == list(range(1, ITERS + 1))
+    first, last = losses[1], np.mean([losses[i] for i in range(ITERS - 2, ITERS + 1)])
+    assert last < first / 3, (first, last)
+    ckpt = torch.load(trained['work_dir'] / f'iter_{ITERS}.pth', map_location='cpu',
+                      weights_only=False, mmap=True)
+    assert ckpt['meta']['iter'] == ITERS
+    assert {int(s['step']) for s in ckpt['optimizer']['state'].values()} == {ITERS}
+    # The resumed run replays its data streams to where the first run stopped: the batches of
+    # the two runs are those of one uninterrupted pass over freshly built dataloaders.
+    recorded = [json.loads(line) for line in trained['record'].read_text().splitlines()]
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict({key: DictAction._parse_iterable(value) for key, value in (
+        a.split('=', 1) for a in options(trained['root'], 'x', ITERS))
+        if key.startswith('train_dataloader')})
+    from mmengine.runner import Runner
+
+    from projects.XDecoder.xdecoder.joint_training import ZippedDataLoader
+    loaders = ZippedDataLoader({name: Runner.build_dataloader(c, seed=0)
+                                for name, c in cfg.train_dataloader.items()})
+    expected = []
+    for batch, _ in zip(loaders, range(ITERS)):
+        expected.append({stream: [s.img_path for s in b['data_samples']]
+                         for stream, b in batch.items()})
+    assert recorded == expected
+
+
+def test_overfitted_every_task(trained):
+    from projects.XDecoder.xdecoder import XDecoderInferencer
+    inferencer = XDecoderInferencer(CONFIG, weights=str(trained['work_dir'] /
+                                                        f'iter_{ITERS}.pth'), device='cpu')
+    truth = trained['truth']
+    paths = [t['path'] for t in truth.values()]
+    # (d) semantic segmentation with the training vocabulary
+    semantic = inferencer(paths, texts=THINGS + STUFF, task='semantic', scale=SIZE)
+    inter = np.zeros(3)
+    union = np.zeros(3)
+    for pred, t in zip(semantic['predictions'], truth.values()):
+        for c in range(3):
+            inter[c] += np.sum((pred['sem_seg'] == c) & (t['labels'] == c))
+            union[c] += np.sum((pred['sem_seg'] == c) | (t['labels'] == c))
+    assert np.mean(inter / union) > 0.8, inter / union
+    # (a) referring segmentation of the training phrases
+    for spec, t in zip(IMAGES.values(), truth.values()):
+        pred = inferencer(t['path'], texts=[spec['ref'][0]], task='referring', scale=SIZE)
+        mask = pred['predictions'][0]['referring']['masks'][0]
+        iou = np.sum(mask & t['ref_mask']) / np.sum(mask | t['ref_mask'])
+        assert iou > 0.8, (spec['ref'][0], iou)
+    # (b) captions: the first tokens of the training captions
+    for spec, t in zip(IMAGES.values(), truth.values()):
+        caption = inferencer(t['path'], task='caption', scale=SIZE)['predictions'][0]
+        assert caption['caption']['text'].split()[:3] == spec['caption'].split()[:3], caption
+    # (c) retrieval: each caption finds its image first
+    captions = [spec['caption'] for spec in IMAGES.values()]
+    retrieval = inferencer(paths, texts=captions, task='retrieval', scale=SIZE)['retrieval']
+    for i, caption in enumerate(captions):
+        assert int(np.argmax(retrieval[caption])) == i, retrieval
