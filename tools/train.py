@@ -42,6 +42,9 @@ def main(argv=None):
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        if 'batch_size' not in cfg.train_dataloader:
+            raise ValueError('--auto-scale-lr scales by one batch size; a joint config has one '
+                             'per stream: scale optim_wrapper.optimizer.lr yourself.')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
