@@ -58,7 +58,7 @@ def test_attention_masks_equal_official_except_at_ties(decoded):
         size = sizes[i % decoder.num_levels]
         expected, resized = official_attention_mask(decoder, train[i].mask_logits, size)
         for masks in (train_masks, infer_masks):
-            got = masks[i].view(1, heads, *masks[i].shape[1:])
+            got = masks[i].view(1, heads, *masks[i].shape[1:]) == float('-inf')
             assert all(torch.equal(got[:, h], got[:, 0]) for h in range(heads))
             differ = got[:, 0] != expected
             # A tie: a resized logit within float64 rounding of the threshold at 0 (the two
