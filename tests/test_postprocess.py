@@ -422,3 +422,19 @@ def test_retrieval_scores_cosine_and_ensemble():
                                100 * cos_dec, atol=1e-4, rtol=0)
     torch.testing.assert_close(retrieval_scores(img, txt, logit_scale=math.log(20.0)),
                                20 * cos_dec, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('score_thr', [None, 0.3])
+def test_semantic_labels_in_row_chunks_equal_whole_map(score_thr):
+    """Without the score map, labels are computed a few rows at a time (issue 11's memory);
+    they are those of the whole-map computation."""
+    g = torch.Generator().manual_seed(0)
+    cls_logits = torch.randn(7, 5, generator=g, dtype=torch.float64) * 3
+    mask_logits = torch.randn(7, 45, 31, generator=g, dtype=torch.float64) * 4
+    scores, labels = semantic_inference(cls_logits, mask_logits, score_thr)
+    none, chunked = semantic_inference(cls_logits, mask_logits, score_thr, with_scores=False,
+                                       rows_per_chunk=8)
+    assert none is None and scores.shape == (4, 45, 31)
+    assert torch.equal(chunked, labels)
+    if score_thr is not None:
+        assert (labels == 255).any()

@@ -10,7 +10,7 @@ from PIL import Image
 from xdecoder_test_utils import build_model, run_on_image, smooth_image
 
 from projects.XDecoder.xdecoder import postprocess
-from projects.XDecoder.xdecoder.decoder import blocked_pixels
+from projects.XDecoder.xdecoder.decoder import blocked_pixels, level_mask_logits, resize_features
 from projects.XDecoder.xdecoder.layers import autocast_for
 
 
@@ -82,19 +82,25 @@ def test_every_task_runs_in_bf16(model):
 
 
 def test_deciding_steps_are_fp32_under_autocast():
-    """Under autocast, the attention-mask resize and threshold and the semantic scores are
-    computed as outside it, in fp32 (bf16 would round a logit of 200 to a multiple of 1), and
-    float64 stays float64."""
+    """Under autocast, the attention masks (mask features resized to a level, mask logits at that
+    size, threshold) and the semantic scores are computed as outside it, in fp32 (bf16 would
+    round a logit of 200 to a multiple of 1), and float64 stays float64."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, 5, 24, 36, generator=g, dtype=torch.float64) * 200
     classes = torch.randn(5, 4, generator=g)
-    low = logits.to(torch.bfloat16)  # as the decoder's mask einsum gives them under autocast
+    # as the decoder's mask embeddings and the pixel decoder's features are under autocast
+    embeds = torch.randn(1, 5, 8, generator=g).to(torch.bfloat16)
+    features = (torch.randn(1, 8, 24, 36, generator=g) * 20).to(torch.bfloat16)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         # (torch has no bf16 antialiased bicubic kernel on CPU: this raised before)
-        masked = blocked_pixels(low, (6, 9))
+        level = level_mask_logits(embeds, resize_features(features, (6, 9)))
+        masked = blocked_pixels(level)
         _, labels = postprocess.semantic_inference(classes, logits[0].float())
         scores64, _ = postprocess.semantic_inference(classes.double(), logits[0])
-    assert torch.equal(masked, blocked_pixels(low.float(), (6, 9)))
+    assert level.dtype == torch.float32
+    expected = level_mask_logits(embeds.float(), resize_features(features.float(), (6, 9)))
+    assert torch.equal(level, expected)
+    assert torch.equal(masked, blocked_pixels(expected))
     assert torch.equal(labels, postprocess.semantic_inference(classes, logits[0].float())[1])
     assert scores64.dtype == torch.float64
 

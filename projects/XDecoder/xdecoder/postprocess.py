@@ -67,7 +67,9 @@ def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Se
 def semantic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        score_thr: Optional[float] = None,
-                       ignore_index: int = 255) -> Tuple[Tensor, Tensor]:
+                       ignore_index: int = 255,
+                       with_scores: bool = True,
+                       rows_per_chunk: int = 32) -> Tuple[Optional[Tensor], Tensor]:
     """Open-vocabulary semantic segmentation.
 
     ``S[c] = sum_q softmax(cls_logits)[q, c] * sigmoid(mask_logits[q])`` for ``c < K`` (the
@@ -84,16 +86,28 @@ def semantic_inference(cls_logits: Tensor,
             applies it to K == 1 even when ``use_thr_for_mc`` is off — pass ``score_thr=0.5``
             to get that behaviour.
         ignore_index: label of pixels rejected by ``score_thr``.
+        with_scores: also return the S map; without it, S is computed ``rows_per_chunk`` image
+            rows at a time and never held whole (at 640x960 with 150 names the map is 369 MB,
+            and the sigmoid of the masks another 248 MB).
 
     Returns:
-        ``scores [K, H, W]`` (the S map) and ``labels [H, W]`` (long).
+        ``scores [K, H, W]`` (the S map; None without ``with_scores``) and ``labels [H, W]``
+        (long).
     """
     probs = cls_logits.softmax(-1)[:, :-1]
-    scores = torch.einsum('qk,qhw->khw', probs, mask_logits.sigmoid())
-    max_scores, labels = scores.max(0)
-    if score_thr is not None:
-        labels = labels.masked_fill(max_scores <= score_thr, ignore_index)
-    return scores, labels.long()
+    height = mask_logits.shape[-2]
+    step = max(height, 1) if with_scores else rows_per_chunk
+    labels = torch.empty(mask_logits.shape[-2:], dtype=torch.long, device=mask_logits.device)
+    score_chunks = []
+    for top in range(0, height, step):
+        rows = slice(top, top + step)
+        scores = torch.einsum('qk,qhw->khw', probs, mask_logits[:, rows].sigmoid())
+        max_scores, labels[rows] = scores.max(0)
+        if score_thr is not None:
+            labels[rows].masked_fill_(max_scores <= score_thr, ignore_index)
+        if with_scores:
+            score_chunks.append(scores)
+    return (torch.cat(score_chunks, 1) if with_scores else None), labels
 
 
 def _mask_scores(mask_logits: Tensor) -> Tuple[Tensor, Tensor]:

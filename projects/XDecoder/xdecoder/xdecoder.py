@@ -433,7 +433,7 @@ class XDecoder(BaseDetector):
         logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
         masks = self._to_original(pred.mask_logits, data_sample)
         _, labels = postprocess.semantic_inference(
-            logits, masks, score_thr=self.test_cfg['semantic_score_thr'])
+            logits, masks, score_thr=self.test_cfg['semantic_score_thr'], with_scores=False)
         # mmseg's samples and IoUMetric keep label maps under 'data', mmdet's under 'sem_seg'.
         key = 'data' if isinstance(data_sample, SegDataSample) else 'sem_seg'
         data_sample.pred_sem_seg = PixelData(**{key: labels[None]})
