@@ -218,6 +218,8 @@ def test_bad_training_batches_are_named(model):
         build_model(criterion=dict(type='XDecoderSegLoss'))
     with pytest.raises(ValueError, match="Unknown model.train_cfg keys \\['freeze'\\]"):
         build_model(train_cfg=dict(freeze=True))
+    with pytest.raises(ValueError, match="class_prompts='mean' .* needs freeze_text_encoder"):
+        build_model(train_cfg=dict(class_prompts='mean', freeze_text_encoder=False))
 
 
 def test_trainable_text_encoder_gets_gradients_from_every_branch():

@@ -72,6 +72,7 @@ def options(root, checkpoint, classes=CLASSES):
 def test_custom_instance_train_test_and_infer(tmp_path, synthetic_checkpoint):
     sys.path[:0] = [str(ROOT / 'tools')]
     import test as test_tool
+
     import train as train_tool
     root = tmp_path / 'my_dataset'
     write_coco(root)

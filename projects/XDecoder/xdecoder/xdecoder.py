@@ -87,6 +87,10 @@ class XDecoder(BaseDetector):
         # The official recipe trains the text encoder (its lr x0.1: the optimiser's
         # paramwise_cfg); True keeps it as loaded, and its class embeddings without gradients.
         freeze_text_encoder=True,
+        # The class-name embeddings of the segmentation loss: 'random' = one prompt template
+        # drawn per name at every step (the official training); 'mean' = the 81 templates'
+        # mean that evaluation uses (cached, no gradient: needs the frozen text encoder).
+        class_prompts='random',
         # The task of the joint training's segmentation stream (its samples name none; the
         # model's own task is what validation runs).
         segmentation_task='panoptic',
@@ -119,6 +123,14 @@ class XDecoder(BaseDetector):
             raise ValueError(f'Unknown model.train_cfg keys {unknown}; the options are '
                              f'{sorted(self.DEFAULT_TRAIN_CFG)}.')
         self.train_cfg = {**self.DEFAULT_TRAIN_CFG, **(train_cfg or {})}
+        if self.train_cfg['class_prompts'] not in ('random', 'mean'):
+            raise ValueError("model.train_cfg.class_prompts is 'random' or 'mean', got "
+                             f"{self.train_cfg['class_prompts']!r}.")
+        if self.train_cfg['class_prompts'] == 'mean' and \
+                not self.train_cfg['freeze_text_encoder']:
+            raise ValueError("model.train_cfg.class_prompts='mean' takes the cached evaluation "
+                             'embeddings, which carry no gradient: it needs '
+                             'freeze_text_encoder=True.')
         self.criterion = None
         if criterion is not None:
             unknown = sorted(set(criterion) - set(self.LOSS_BRANCHES))
@@ -267,16 +279,22 @@ class XDecoder(BaseDetector):
     def _segmentation_losses(self, predictions: List[DecoderOutput], samples: SampleList,
                              task: TaskSpec) -> Dict[str, Tensor]:
         vocabularies = [self._vocabulary(s) for s in samples]
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        embeddings = {}
-        with self._text_context():
-            for names in vocabularies:
-                if tuple(names) not in embeddings:
-                    embeddings[tuple(names)] = random_template_class_embeddings(
-                        self.text_encoder, names, generator)
-        class_logits = [[self.text_encoder.compute_similarity(embeds, embeddings[tuple(names)])
-                         for embeds, names in zip(pred.class_embeds, vocabularies)]
-                        for pred in predictions]
+        if self.train_cfg['class_prompts'] == 'mean':
+            class_logits = [[self.class_logits(embeds, names)
+                             for embeds, names in zip(pred.class_embeds, vocabularies)]
+                            for pred in predictions]
+        else:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+            embeddings = {}
+            with self._text_context():
+                for names in vocabularies:
+                    if tuple(names) not in embeddings:
+                        embeddings[tuple(names)] = random_template_class_embeddings(
+                            self.text_encoder, names, generator)
+            class_logits = [[self.text_encoder.compute_similarity(embeds,
+                                                                  embeddings[tuple(names)])
+                             for embeds, names in zip(pred.class_embeds, vocabularies)]
+                            for pred in predictions]
         targets = [segmentation_targets(s, task.name, len(names), self._thing_labels(s))
                    for s, names in zip(samples, vocabularies)]
         return self.criterion['segmentation'](
