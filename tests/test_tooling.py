@@ -142,7 +142,7 @@ def test_no_compiled_mmcv_op_runs_in_any_task(monkeypatch, tmp_path):
 
     torch.manual_seed(0)
     model = build_model(test_cfg=dict(caption_steps=2),
-                        criterion=dict(type='XDecoderSegLoss', num_points=256))
+                        criterion=dict(segmentation=dict(type='XDecoderSegLoss', num_points=256)))
     rgb = smooth_image(np.random.default_rng(0), 64, 96)
     vocab = dict(text=['sky', 'tree'], stuff_text=['road'])
     for task, meta in [('semantic', vocab), ('instance', vocab), ('panoptic', vocab),

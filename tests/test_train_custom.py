@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-from test_train_joint import IMAGES, SIZE
+from test_train_joint import IMAGES, SIZE, derived_config
 from xdecoder_test_utils import CONFIGS, ROOT
 
 import projects.XDecoder.xdecoder  # noqa: F401  (registers the modules)
@@ -85,8 +85,11 @@ def test_custom_instance_train_test_and_infer(tmp_path, synthetic_checkpoint):
                               '--cfg-options', *options(root, synthetic_checkpoint)])
     assert 'coco/segm_mAP' in metrics and 0.0 <= metrics['coco/segm_mAP'] <= 1.0
 
+    # The user's config file names their classes (here in a derived file, as if edited).
+    config = derived_config(tmp_path, CONFIG, classes=CLASSES, test_dataloader=dict(
+        dataset=dict(metainfo=dict(classes=CLASSES))))
     from projects.XDecoder.xdecoder import XDecoderInferencer
-    inferencer = XDecoderInferencer(CONFIG, weights=str(checkpoint), device='cpu')
+    inferencer = XDecoderInferencer(config, weights=str(checkpoint), device='cpu')
     result = inferencer(str(root / 'val' / '1.jpg'), task='instance', scale=SIZE)
     prediction = result['predictions'][0]
     # The config's classes are the vocabulary by default.

@@ -9,6 +9,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from PIL import Image
 from xdecoder_test_utils import ROOT
@@ -120,6 +121,9 @@ def test_panoptic_vl_fields_captions_and_skips(tmp_path, capsys):
     content['annotations'][1]['segments_info'].append(
         dict(id=22, category_id=2, iscrowd=1, area=4, bbox=[0, 0, 2, 2]))
     (tmp_path / 'panoptic.json').write_text(json.dumps(content))
+    # A logger of this test's own: it becomes mmengine's current one and writes to the captured
+    # stdout (an earlier test's runner may have made one that writes elsewhere).
+    MMLogger.get_instance(f'test_panoptic_vl_{tmp_path.name}')
     dataset = panoptic_dataset(tmp_path)
     assert [d['img_id'] for d in dataset] == [1, 2]  # 3: no caption, 4: no segment
     assert 'skipped 1 images without panoptic segments and 1 images without captions' in \
