@@ -198,7 +198,9 @@ def benchmark_training(args, cfg):
     loaders = cfg.train_dataloader
     joint = 'dataset' not in loaders  # {stream: dataloader} (JointTrainLoop)
     streams = {
-        name: dict(task=model.task if name == 'segmentation' else 'image_text',
+        # The joint segmentation stream trains train_cfg.segmentation_task, not model.task.
+        name: dict(task=(model.train_cfg['segmentation_task'] if joint else model.task)
+                   if name == 'segmentation' else 'image_text',
                    size=(args.short_side or 512) if name == 'segmentation' else 224,
                    batch=args.batch_size[0] if args.batch_size else loader.batch_size)
         for name, loader in (loaders.items() if joint else [('segmentation', loaders)])}
@@ -224,7 +226,7 @@ def benchmark_training(args, cfg):
         elapsed = time.perf_counter() - start
     print(f'{"iterations/s":>12}{"s/iter":>9}{"peak MiB":>10}{"loss":>10}')
     print(f'{args.iters / elapsed:>12.3f}{elapsed / args.iters:>9.2f}{memory.peak:>10.0f}'
-          f'{float(losses["loss"]):>10.2f}')
+          f'{losses["loss"].item():>10.2f}')
 
 
 def main():
