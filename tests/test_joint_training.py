@@ -165,8 +165,8 @@ def test_each_kind_of_batch_trains_its_losses(model):
     referring = []
     for _ in range(2):
         s = sample(task='referring', text=['the cat', 'cat on the left'])
-        s.gt_instances = InstanceData(labels=torch.tensor([0]),
-                                      masks=BitmapMasks(halves()[:1].numpy(), H, W))
+        # As RefCOCO's samples: masks without labels.
+        s.gt_instances = InstanceData(masks=BitmapMasks(halves()[:1].numpy(), H, W))
         referring.append(s)
     assert names(model.loss(inputs, referring)) == {
         'loss_grounding_mask', 'loss_grounding_dice', 'loss_grounding_cls'}

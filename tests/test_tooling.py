@@ -156,3 +156,19 @@ def test_no_compiled_mmcv_op_runs_in_any_task(monkeypatch, tmp_path):
     losses = model.loss(torch.randn(1, 3, 64, 96), [sample])
     sum(losses.values()).backward()
     assert called == []
+
+
+def test_only_the_main_process_writes_the_test_summary(monkeypatch):
+    """mmengine's LoggerHook dumps <timestamp>.json from every rank to one path (a dist_test.sh
+    run left '{..."time": 0.62}4}'); the project's hook leaves it to rank 0."""
+    from mmengine.hooks import LoggerHook
+
+    from projects.XDecoder.xdecoder import hooks
+    calls = []
+    monkeypatch.setattr(LoggerHook, 'after_test_epoch', lambda self, runner, metrics=None:
+                        calls.append(runner))
+    hook = hooks.RankZeroLoggerHook()
+    for main, runner in ((False, 'rank1'), (True, 'rank0')):
+        monkeypatch.setattr(hooks, 'is_main_process', lambda main=main: main)
+        hook.after_test_epoch(runner, {})
+    assert calls == ['rank0']

@@ -61,7 +61,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=16
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    logger=dict(interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3,
                     save_best='mIoU'))
 log_processor = dict(by_epoch=False)

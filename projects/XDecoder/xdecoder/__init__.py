@@ -10,8 +10,9 @@ from .benchmark_datasets import (ADE20KFullDataset, DatasetVocabularyHook, LoadS
 from .caption_metric import COCOCaptionEvalMetric
 from .decoder import XDecoderTransformerDecoder
 from .focalnet import FocalNet
+from .hooks import RankZeroLoggerHook, TrainingClassNamesHook
 from .inferencer import XDecoderInferencer
-from .joint_training import JointDataPreprocessor, JointTrainLoop, TrainingClassNamesHook
+from .joint_training import JointDataPreprocessor, JointTrainLoop
 from .pixel_decoder import XDecoderPixelDecoder
 from .retrieval_metric import RetrievalRecallMetric
 from .segmentation_loss import XDecoderSegLoss
@@ -25,7 +26,7 @@ from .xdecoder import XDecoder
 __all__ = [
     'CLIPTokenizer', 'FocalNet', 'TextEncoder', 'XDecoderPixelDecoder', 'XDecoder',
     'XDecoderInferencer', 'SameSizeBatchSampler', 'JointDataPreprocessor', 'JointTrainLoop',
-    'TrainingClassNamesHook',
+    'TrainingClassNamesHook', 'RankZeroLoggerHook',
     'XDecoderTransformerDecoder', 'COCOCaptionEvalMetric', 'RetrievalRecallMetric',
     'XDecoderSegLoss', 'XDecoderGroundingLoss', 'XDecoderCaptionLoss', 'XDecoderRetrievalLoss',
     'ADE20KFullDataset', 'PascalContext459Dataset', 'SUNRGBDDataset', 'ScanNetSegDataset',

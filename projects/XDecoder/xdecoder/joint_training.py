@@ -18,14 +18,10 @@ segmentation stream's). Here the same is built from mmengine parts:
 from typing import Dict, Iterator, Union
 
 from mmdet.models.data_preprocessors import DetDataPreprocessor
-from mmdet.registry import HOOKS, MODELS
-from mmengine.hooks import Hook
+from mmdet.registry import MODELS
 from mmengine.registry import LOOPS
 from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
-
-from .errors import DatasetError
-from .vl_datasets import check_class_names
 
 STREAMS = ('segmentation', 'image_text')
 
@@ -96,28 +92,3 @@ class JointDataPreprocessor(DetDataPreprocessor):
                    for name, batch in data.items()}
         return dict(inputs={name: s['inputs'] for name, s in streams.items()},
                     data_samples={name: s['data_samples'] for name, s in streams.items()})
-
-
-@HOOKS.register_module()
-class TrainingClassNamesHook(Hook):
-    """Before the first step, checks the class names of every training dataset (each stream's
-    in joint training): present, distinct, and, for COCO-json datasets, all found among the
-    json's categories (mmdet drops a name it does not find, and every label after it shifts).
-    The error names the dataset and the fix."""
-
-    def before_train(self, runner) -> None:
-        loader = runner.train_loop.dataloader
-        loaders = loader.loaders if isinstance(loader, ZippedDataLoader) else {'train': loader}
-        for stream, stream_loader in loaders.items():
-            dataset = stream_loader.dataset
-            meta = dataset.metainfo
-            if 'classes' not in meta:  # image-text pairs: no class names
-                continue
-            source = f'{stream} dataset {type(dataset).__name__}'
-            check_class_names(meta['classes'], 'classes', source)
-            cat_ids = getattr(dataset, 'cat_ids', None)
-            if cat_ids is not None and len(cat_ids) != len(meta['classes']):
-                raise DatasetError(
-                    f'{source} ({dataset.ann_file}): {len(meta["classes"])} class names in '
-                    f'metainfo.classes, but only {len(cat_ids)} of them are category names of '
-                    f'the json. Write the json\'s category names exactly, in its order.')

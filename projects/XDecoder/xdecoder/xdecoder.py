@@ -342,8 +342,9 @@ class XDecoder(BaseDetector):
         """The phrases of ``text`` and their masks (``gt_instances.masks``: one per phrase, or
         one that every phrase refers to, e.g. the sentences of one RefCOCO object)."""
         phrases = parse_texts(data_sample.metainfo.get('text'))
+        # RefCOCO's samples carry masks without labels: the model's device.
         masks = padded_masks(data_sample.gt_instances.masks, data_sample,
-                             data_sample.gt_instances.labels.device)
+                             self.backbone_proj.device)
         if not phrases:
             raise ValueError(f"Image {data_sample.metainfo.get('img_path')}: referring "
                              "training needs its phrases in the sample's 'text'.")

@@ -3,7 +3,8 @@ custom_imports = dict(imports=['projects.XDecoder.xdecoder'], allow_failed_impor
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    # LoggerHook whose test summary json only the main process writes (see the class).
+    logger=dict(type='RankZeroLoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
