@@ -245,10 +245,10 @@ class XDecoder(BaseDetector):
             unique = list(dict.fromkeys(p for image in phrases for p in image))
             with self._text_context():
                 text = self.text_encoder.encode(unique) if unique else None
-            tokens, padding = self._grounding_tokens(text, unique, phrases, mask_features)
+            row = {p: i for i, p in enumerate(unique)}
+            tokens, padding = self._grounding_tokens(text, row, phrases, mask_features)
             predictions = self.decoder.forward_grounding(mask_features, multi_scale, tokens,
                                                          padding)
-            row = {p: i for i, p in enumerate(unique)}
             for g, image in zip(groundings, phrases):
                 g.text_embeds = text['eot_feats'][[row[p] for p in image]] if image else \
                     mask_features.new_zeros(0, self.text_encoder.lang_proj.shape[1])
@@ -261,14 +261,14 @@ class XDecoder(BaseDetector):
         return losses
 
     @staticmethod
-    def _grounding_tokens(text: Optional[Dict[str, Tensor]], unique: List[str],
+    def _grounding_tokens(text: Optional[Dict[str, Tensor]], row: Dict[str, int],
                           phrases: List[List[str]], like: Tensor) -> Tuple[Tensor, Tensor]:
-        """Each image's distinct phrases' valid tokens, concatenated and padded across the
-        batch: ``(T, B, C)`` and the padding ``[B, T]`` (True = pad); ``like`` gives the width
-        ``C`` and device when no image has a phrase."""
+        """Each image's distinct phrases' valid tokens (``text`` rows ``row[phrase]``),
+        concatenated and padded across the batch: ``(T, B, C)`` and the padding ``[B, T]``
+        (True = pad); ``like`` gives the width ``C`` and device when no image has a phrase."""
         per_image = []
         for image in phrases:
-            rows = [unique.index(p) for p in dict.fromkeys(image)]
+            rows = [row[p] for p in dict.fromkeys(image)]
             per_image.append(text['token_feats'][rows][text['attention_mask'][rows].bool()]
                              if rows else like.new_zeros(0, like.shape[1]))
         tokens = torch.nn.utils.rnn.pad_sequence(per_image)
@@ -279,11 +279,7 @@ class XDecoder(BaseDetector):
     def _segmentation_losses(self, predictions: List[DecoderOutput], samples: SampleList,
                              task: TaskSpec) -> Dict[str, Tensor]:
         vocabularies = [self._vocabulary(s) for s in samples]
-        if self.train_cfg['class_prompts'] == 'mean':
-            class_logits = [[self.class_logits(embeds, names)
-                             for embeds, names in zip(pred.class_embeds, vocabularies)]
-                            for pred in predictions]
-        else:
+        if self.train_cfg['class_prompts'] == 'random':
             generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
             embeddings = {}
             with self._text_context():
@@ -291,10 +287,14 @@ class XDecoder(BaseDetector):
                     if tuple(names) not in embeddings:
                         embeddings[tuple(names)] = random_template_class_embeddings(
                             self.text_encoder, names, generator)
-            class_logits = [[self.text_encoder.compute_similarity(embeds,
-                                                                  embeddings[tuple(names)])
-                             for embeds, names in zip(pred.class_embeds, vocabularies)]
-                            for pred in predictions]
+
+            def score(embeds, names):
+                return self.text_encoder.compute_similarity(embeds, embeddings[tuple(names)])
+        else:  # 'mean': the cached evaluation embeddings
+            score = self.class_logits
+        class_logits = [[score(embeds, names)
+                         for embeds, names in zip(pred.class_embeds, vocabularies)]
+                        for pred in predictions]
         targets = [segmentation_targets(s, task.name, len(names), self._thing_labels(s))
                    for s, names in zip(samples, vocabularies)]
         return self.criterion['segmentation'](
