@@ -19,8 +19,9 @@ from .layers import clamped_logit_scale, full_precision, l2_normalize
 from .tokenizer import EOT_TEXT, SOT_TEXT
 
 __all__ = [
-    'resize_to_original', 'semantic_inference', 'instance_inference', 'panoptic_inference',
-    'panoptic_to_mmdet', 'referring_selection', 'caption_text', 'retrieval_scores'
+    'resize_to_original', 'resize_matrices', 'semantic_inference', 'instance_inference',
+    'panoptic_inference', 'panoptic_to_mmdet', 'referring_selection', 'caption_text',
+    'retrieval_scores'
 ]
 
 
@@ -63,13 +64,46 @@ def resize_to_original(mask_logits: Tensor, padded_hw: Sequence[int], img_hw: Se
     return x if batched else x[0]
 
 
+def resize_matrices(low_hw: Sequence[int], padded_hw: Sequence[int], img_hw: Sequence[int],
+                    ori_hw: Sequence[int], dtype: torch.dtype = torch.float32,
+                    device=None) -> Tuple[Tensor, Tensor]:
+    """:func:`resize_to_original` as one matrix per axis: ``out[q] = rows @ x[q] @ cols.T``.
+
+    The two bicubic resizes and the crop are linear and act on each axis separately (torch's
+    antialiased bicubic runs one pass per axis), so resizing the identity along one axis gives
+    that axis' matrix. Equal to :func:`resize_to_original` up to rounding.
+
+    Returns:
+        ``rows [H0, h]`` and ``cols [W0, w]`` for logits of size ``low_hw = (h, w)``.
+    """
+    matrices = []
+    for axis in range(2):
+        # The identity as an n x n image, resized along its height only (a resize at scale 1
+        # is the identity): its columns become the resized unit vectors.
+        n = low_hw[axis]
+        eye = torch.eye(n, dtype=dtype, device=device)[None, None]
+        sizes = [(hw[axis], n) for hw in (padded_hw, img_hw, ori_hw)]
+        matrices.append(resize_to_original(eye, *sizes)[0, 0])
+    return matrices[0], matrices[1]
+
+
+def _resized_rows(rows: Tensor, x: Tensor) -> Tensor:
+    """``einsum('rh,qhw->qrw', rows, x)`` over the band of ``h`` that ``rows`` (a few output
+    rows of a resize matrix) reads: bicubic reads at most a few input rows per output row."""
+    band = rows.ne(0).any(0).nonzero()
+    lo, hi = int(band.min()), int(band.max()) + 1
+    return torch.einsum('rh,qhw->qrw', rows[:, lo:hi], x[:, lo:hi])
+
+
 @full_precision
 def semantic_inference(cls_logits: Tensor,
                        mask_logits: Tensor,
                        score_thr: Optional[float] = None,
                        ignore_index: int = 255,
                        with_scores: bool = True,
-                       rows_per_chunk: int = 32) -> Tuple[Optional[Tensor], Tensor]:
+                       rows_per_chunk: int = 32,
+                       resize_to: Optional[Sequence[Sequence[int]]] = None
+                       ) -> Tuple[Optional[Tensor], Tensor]:
     """Open-vocabulary semantic segmentation.
 
     ``S[c] = sum_q softmax(cls_logits)[q, c] * sigmoid(mask_logits[q])`` for ``c < K`` (the
@@ -89,19 +123,33 @@ def semantic_inference(cls_logits: Tensor,
         with_scores: also return the S map; without it, S is computed ``rows_per_chunk`` image
             rows at a time and never held whole (at 640x960 with 150 names the map is 369 MB,
             and the sigmoid of the masks another 248 MB).
+        resize_to: ``(padded_hw, img_hw, ori_hw)``: ``mask_logits`` are the network's
+            low-resolution logits, and each chunk of rows is resized to the original size as
+            :func:`resize_to_original` would (through :func:`resize_matrices`, equal up to
+            rounding), so the full-size logits (248 MB at 640x960, and 256 MB more for the
+            padded size on the way) are never held either.
 
     Returns:
         ``scores [K, H, W]`` (the S map; None without ``with_scores``) and ``labels [H, W]``
         (long).
     """
     probs = cls_logits.softmax(-1)[:, :-1]
-    height = mask_logits.shape[-2]
+    if resize_to is not None:
+        row_matrix, col_matrix = resize_matrices(mask_logits.shape[-2:], *resize_to,
+                                                 dtype=mask_logits.dtype,
+                                                 device=mask_logits.device)
+        # Resized along the width once ([Q, h, W0], a quarter of the full size at stride 4).
+        mask_logits = mask_logits @ col_matrix.T
+    height = row_matrix.shape[0] if resize_to is not None else mask_logits.shape[-2]
     step = max(height, 1) if with_scores else rows_per_chunk
-    labels = torch.empty(mask_logits.shape[-2:], dtype=torch.long, device=mask_logits.device)
+    labels = torch.empty((height, mask_logits.shape[-1]), dtype=torch.long,
+                         device=mask_logits.device)
     score_chunks = []
     for top in range(0, height, step):
         rows = slice(top, top + step)
-        scores = torch.einsum('qk,qhw->khw', probs, mask_logits[:, rows].sigmoid())
+        chunk = (mask_logits[:, rows] if resize_to is None else
+                 _resized_rows(row_matrix[rows], mask_logits))
+        scores = torch.einsum('qk,qhw->khw', probs, chunk.sigmoid())
         max_scores, labels[rows] = scores.max(0)
         if score_thr is not None:
             labels[rows].masked_fill_(max_scores <= score_thr, ignore_index)

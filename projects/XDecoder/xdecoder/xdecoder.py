@@ -450,9 +450,12 @@ class XDecoder(BaseDetector):
 
     def _predict_semantic(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
         logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
-        masks = self._to_original(pred.mask_logits, data_sample)
+        meta = data_sample.metainfo
+        # Resized to the original size a few rows at a time, never whole.
         _, labels = postprocess.semantic_inference(
-            logits, masks, score_thr=self.test_cfg['semantic_score_thr'], with_scores=False)
+            logits, pred.mask_logits, score_thr=self.test_cfg['semantic_score_thr'],
+            with_scores=False, resize_to=(meta['batch_input_shape'], meta['img_shape'][:2],
+                                          meta['ori_shape'][:2]))
         # mmseg's samples and IoUMetric keep label maps under 'data', mmdet's under 'sem_seg'.
         key = 'data' if isinstance(data_sample, SegDataSample) else 'sem_seg'
         data_sample.pred_sem_seg = PixelData(**{key: labels[None]})
