@@ -100,32 +100,52 @@ def test_sun_rgbd_converter(tmp_path):
 
 
 def test_scannet_converter(tmp_path):
-    """ScanNet label ids -> NYU40 ids (label41) and the benchmark's 20 classes (label21)."""
+    """The download's 8-bit label images are NYU40 ids, kept; 16-bit ones are ScanNet label ids,
+    mapped through the label table. Both give NYU40 (label41) and the benchmark's 20 classes
+    (label21)."""
     frames = tmp_path / 'frames'
     for scene in ('scene0011_00', 'scene0050_00'):
         (frames / scene / 'color').mkdir(parents=True)
         (frames / scene / 'label').mkdir()
-    Image.fromarray(np.zeros((2, 5, 3), np.uint8)).save(frames / 'scene0011_00/color/000100.jpg')
-    # ScanNet ids: 1 wall (nyu40 1), 2 chair (5), 40 blinds (13, not in the 20), 1191 (nyu40
-    # 39, otherfurniture), 7 (in the table without an nyu40 id), 0 unannotated; 9999 unknown.
+    for frame in ('000100', '000200'):
+        Image.fromarray(np.zeros((2, 5, 3), np.uint8)).save(
+            frames / f'scene0011_00/color/{frame}.jpg')
+    # As downloaded: NYU40 ids 1 wall, 5 chair, 13 blinds (not in the 20), 39 otherfurniture,
+    # 0 unannotated.
+    nyu40 = np.array([[1, 5, 13, 39, 0], [0, 0, 1, 5, 13]], np.uint8)
+    Image.fromarray(nyu40).save(frames / 'scene0011_00/label/000100.png')
+    # Exported from *_2d-label.zip: ScanNet ids 1 wall (nyu40 1), 2 chair (5), 40 blinds (13),
+    # 1191 (39), 7 (in the table without an nyu40 id), 0 unannotated; 9999 unknown.
     raw = np.array([[1, 2, 40, 1191, 9999], [7, 0, 1, 2, 40]], np.uint16)
-    Image.fromarray(raw).save(frames / 'scene0011_00/label/000100.png')
-    (tmp_path / 'labels.tsv').write_text(
+    Image.fromarray(raw).save(frames / 'scene0011_00/label/000200.png')
+    tsv = tmp_path / 'labels.tsv'
+    tsv.write_text(
         'id\traw_category\tcategory\tcount\tnyu40id\n1\twall\twall\t1\t1\n2\tchair\tchair\t1\t5\n'
         '40\tblinds\tblinds\t1\t13\n1191\tstand\tstand\t1\t39\n7\tthing\tthing\t1\t\n')
     (tmp_path / 'val.txt').write_text('scene0011_00\n')
+    out, val = tmp_path / 'out', str(tmp_path / 'val.txt')
 
-    assert scannet.convert(str(frames), str(tmp_path / 'labels.tsv'), str(tmp_path / 'val.txt'),
-                           str(tmp_path / 'out')) == 1
-    scene = tmp_path / 'out/images/scene0011_00'
-    assert read(scene / 'label41/000100.png').tolist() == [[1, 5, 13, 39, 0], [0, 0, 1, 5, 13]]
-    # 20-class labels: wall 1, chair 5, otherfurniture 20; blinds is not one of the 20.
-    assert read(scene / 'label21/000100.png').tolist() == [[1, 5, 0, 20, 0], [0, 0, 1, 5, 0]]
-    assert (tmp_path / 'out/meta/val.txt').read_text() == 'scene0011_00/color/000100.jpg\n'
+    # A 16-bit frame without the table is refused with what to pass.
+    with pytest.raises(ValueError, match='000200.png is a I;16 label image, i.e. ScanNet label '
+                                         'ids .* pass --tsv scannetv2-labels.combined.tsv'):
+        scannet.convert(str(frames), val, str(out))
+    assert scannet.convert(str(frames), val, str(out), str(tsv)) == 2
+    scene = out / 'images/scene0011_00'
+    for frame, expected in (('000100', [[1, 5, 13, 39, 0], [0, 0, 1, 5, 13]]),
+                            ('000200', [[1, 5, 13, 39, 0], [0, 0, 1, 5, 13]])):
+        assert read(scene / f'label41/{frame}.png').tolist() == expected
+        # 20-class labels: wall 1, chair 5, otherfurniture 20; blinds is not one of the 20.
+        assert read(scene / f'label21/{frame}.png').tolist() == [[1, 5, 0, 20, 0],
+                                                                 [0, 0, 1, 5, 0]]
+    assert (out / 'meta/val.txt').read_text() == ('scene0011_00/color/000100.jpg\n'
+                                                  'scene0011_00/color/000200.jpg\n')
+    # An 8-bit image with values above 40 is not a NYU40 label image.
+    Image.fromarray(nyu40 + 100).save(frames / 'scene0011_00/label/000100.png')
+    with pytest.raises(ValueError, match='000100.png: 8-bit label image with value 139'):
+        scannet.convert(str(frames), val, str(out), str(tsv))
     (tmp_path / 'val.txt').write_text('scene0999_00\n')
     with pytest.raises(FileNotFoundError, match='scene0999_00/color'):
-        scannet.convert(str(frames), str(tmp_path / 'labels.tsv'), str(tmp_path / 'val.txt'),
-                        str(tmp_path / 'out'))
+        scannet.convert(str(frames), val, str(out), str(tsv))
 
 
 # ----------------------------------------------------------------------------- class names

@@ -185,25 +185,17 @@ def write_sun_rgbd(root, rng, raws):
     return root / 'sun_rgbd'
 
 
-# ScanNet label ids in the tiny label table: NYU40 id n is ScanNet id 3 * n + 100.
-def scannet_id(nyu40):
-    return 3 * nyu40 + 100
-
-
 def write_scannet(root, rng, raws):
-    """scannet_frames_25k (ScanNet label ids), the label table and scene list, the converter."""
+    """scannet_frames_25k as downloaded (8-bit NYU40 label images), the scene list, the
+    converter."""
     frames = root / 'scannet_frames_25k_download'
     for i, ((h, w), labels) in enumerate(zip(SIZES, raws)):
         scene = f'scene0011_0{i}'
         write_image(frames / scene / 'color' / '000000.jpg', rng, h, w)
         write_png(frames / scene / 'label' / '000000.png', labels)
-    rows = ['id\traw_category\tcategory\tcount\tnyu40id\tnyu40class']
-    rows += [f'{scannet_id(n)}\tthing{n}\tthing{n}\t1\t{n}\tclass{n}' for n in range(1, 41)]
-    (root / 'labels.tsv').write_text('\n'.join(rows) + '\n')
     (root / 'scannetv2_val.txt').write_text('scene0011_00\nscene0011_01\n')
     out = root / 'scannet_frames_25k'
-    scannet.convert(str(frames), str(root / 'labels.tsv'), str(root / 'scannetv2_val.txt'),
-                    str(out))
+    scannet.convert(str(frames), str(root / 'scannetv2_val.txt'), str(out))
     return out
 
 
@@ -245,9 +237,8 @@ def benchmarks():
     ade = dict(zip(official.ADE20K_847_OBJECT_IDS, official.ADE20K_847))
     pc459 = {k + 1: n for k, n in enumerate(official.PASCAL_CONTEXT_459)}
     sun = {k + 1: n for k, n in enumerate(official.SUN_RGBD_37)}
-    scan20 = {scannet_id(n): name
-              for n, name in zip(official.SCANNET_20_NYU40_IDS, official.SCANNET_20)}
-    scan40 = {scannet_id(k + 1): n for k, n in enumerate(official.SCANNET_40)}
+    scan20 = dict(zip(official.SCANNET_20_NYU40_IDS, official.SCANNET_20))
+    scan40 = {k + 1: n for k, n in enumerate(official.SCANNET_40)}
     wall_sky_person, sky_person_car = ['wall', 'sky', 'person'], ['sky', 'person', 'car']
     return [
         # 0 = no object; 1 is an ADE20K object class that is none of the 847.
@@ -264,8 +255,7 @@ def benchmarks():
         Benchmark('coco-stuff', ['person', 'bicycle', 'car'], stuff, [255], write_coco_stuff),
         Benchmark('sun-rgbd', ['wall', 'floor', 'person'], sun, [0], write_sun_rgbd),
         # NYU40 classes outside the benchmark's 20 (13 'blinds') are ignored, as is 0.
-        Benchmark('scannet-20', ['wall', 'floor', 'cabinet'], scan20, [0, scannet_id(13)],
-                  write_scannet),
+        Benchmark('scannet-20', ['wall', 'floor', 'cabinet'], scan20, [0, 13], write_scannet),
         Benchmark('scannet-40', ['wall', 'floor', 'person'], scan40, [0], write_scannet),
     ]
 

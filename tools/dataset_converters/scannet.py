@@ -1,12 +1,16 @@
 r"""Lay out the ScanNet 25k-frame validation frames as the official X-Decoder evaluation reads them.
 
-    python tools/dataset_converters/scannet.py scannet_frames_25k/ \
-        scannetv2-labels.combined.tsv scannetv2_val.txt data/scannet_frames_25k
+    python tools/dataset_converters/scannet.py scannet_frames_25k/ scannetv2_val.txt \
+        data/scannet_frames_25k [--tsv scannetv2-labels.combined.tsv]
 
 Inputs, from the ScanNet download (github.com/ScanNet/ScanNet): ``scannet_frames_25k/`` with
-``<scene>/color/<frame>.jpg`` and ``<scene>/label/<frame>.png`` (ScanNet label ids), the label
-table ``scannetv2-labels.combined.tsv`` (columns ``id`` and ``nyu40id``) and the scene list of
-the split (``scannetv2_val.txt``). Writes under ``<out>``:
+``<scene>/color/<frame>.jpg`` and ``<scene>/label/<frame>.png``, and the scene list of the split
+(``scannetv2_val.txt``). The download's label images are already in the NYUv2 40-label set, as
+8-bit PNGs (ScanNet's BenchmarkScripts README: its 2d_helpers convert the 16-bit ScanNet label
+ids to 8-bit NYU40 PNGs, and the 25k-frame subset comes pre-processed); they are read as they
+are. 16-bit label images (frames exported from the ``*_2d-label.zip`` files yourself) hold ScanNet
+label ids and are mapped to NYU40 through the label table ``scannetv2-labels.combined.tsv``
+(columns ``id`` and ``nyu40id``), given with ``--tsv``. Writes under ``<out>``:
 
 * ``images/<scene>/color/<frame>.jpg`` (copied);
 * ``images/<scene>/label41/<frame>.png``: NYU40 id (1..40, 0 = unlabelled), for ScanNet-40;
@@ -46,10 +50,32 @@ def benchmark_20_lookup() -> np.ndarray:
     return lookup
 
 
-def convert(frames: str, tsv: str, scene_list: str, out: str, split: str = 'val') -> int:
+def read_nyu40(path: Path, to_nyu40) -> np.ndarray:
+    """A label image as NYU40 ids: 8-bit images already are; 16-bit ones hold ScanNet ids,
+    mapped through ``to_nyu40`` (from the label table; None if none was given)."""
+    image = Image.open(path)
+    labels = np.asarray(image)
+    if labels.dtype == np.uint8 and image.mode in ('L', 'P'):
+        if labels.max() > 40:
+            raise ValueError(f'{path}: 8-bit label image with value {labels.max()}; NYU40 ids '
+                             'are 0..40. Is this a label image of scannet_frames_25k?')
+        return labels
+    if to_nyu40 is None:
+        raise ValueError(f'{path} is a {image.mode} label image, i.e. ScanNet label ids (the '
+                         '25k-frame download has 8-bit NYU40 images): pass --tsv '
+                         'scannetv2-labels.combined.tsv to map them to NYU40.')
+    raw = labels.astype(np.int64)
+    nyu40 = np.zeros(raw.shape, np.uint8)
+    known = raw < len(to_nyu40)
+    nyu40[known] = to_nyu40[raw[known]]
+    return nyu40
+
+
+def convert(frames: str, scene_list: str, out: str, tsv: str = None, split: str = 'val') -> int:
     """Convert every frame of the listed scenes; returns how many."""
     frames, out = Path(frames), Path(out)
-    to_nyu40, to_20 = nyu40_lookup(tsv), benchmark_20_lookup()
+    to_nyu40 = nyu40_lookup(tsv) if tsv else None
+    to_20 = benchmark_20_lookup()
     scenes = [s.strip() for s in Path(scene_list).read_text().splitlines() if s.strip()]
     listed = []
     for scene in scenes:
@@ -61,11 +87,7 @@ def convert(frames: str, tsv: str, scene_list: str, out: str, split: str = 'val'
         for sub in ('color', 'label41', 'label21'):
             (target / sub).mkdir(parents=True, exist_ok=True)
         for color in colors:
-            raw = np.asarray(Image.open(frames / scene / 'label' / f'{color.stem}.png'))
-            raw = raw.astype(np.int64)
-            nyu40 = np.zeros(raw.shape, np.uint8)
-            known = raw < len(to_nyu40)
-            nyu40[known] = to_nyu40[raw[known]]
+            nyu40 = read_nyu40(frames / scene / 'label' / f'{color.stem}.png', to_nyu40)
             shutil.copyfile(color, target / 'color' / color.name)
             Image.fromarray(nyu40).save(target / 'label41' / f'{color.stem}.png')
             Image.fromarray(to_20[nyu40]).save(target / 'label21' / f'{color.stem}.png')
@@ -78,11 +100,12 @@ def convert(frames: str, tsv: str, scene_list: str, out: str, split: str = 'val'
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('frames', help='unpacked scannet_frames_25k/')
-    parser.add_argument('tsv', help='scannetv2-labels.combined.tsv')
     parser.add_argument('scene_list', help='scannetv2_val.txt')
     parser.add_argument('out', help='output folder, e.g. data/scannet_frames_25k')
+    parser.add_argument('--tsv', help='scannetv2-labels.combined.tsv: only for 16-bit label '
+                        'images with ScanNet label ids (the download\'s are 8-bit NYU40)')
     args = parser.parse_args(argv)
-    print(f'Converted {convert(args.frames, args.tsv, args.scene_list, args.out)} frames')
+    print(f'Converted {convert(args.frames, args.scene_list, args.out, args.tsv)} frames')
 
 
 if __name__ == '__main__':

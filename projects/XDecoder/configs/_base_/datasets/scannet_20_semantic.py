@@ -1,7 +1,7 @@
 # ScanNet 25k-frame val, the 20 benchmark classes (the official X-Decoder names; README
 # "Datasets": ScanNet), the official evaluation's layout, made from scannet_frames_25k by
-#   python tools/dataset_converters/scannet.py scannet_frames_25k/ \
-#       scannetv2-labels.combined.tsv scannetv2_val.txt data/scannet_frames_25k
+#   python tools/dataset_converters/scannet.py scannet_frames_25k/ scannetv2_val.txt \
+#       data/scannet_frames_25k
 #   data/scannet_frames_25k/images/<scene>/color/*.jpg
 #   data/scannet_frames_25k/images/<scene>/label21/*.png   (0 = unlabelled; k = class k - 1)
 #   data/scannet_frames_25k/images/<scene>/label41/*.png   (NYU40 ids, for ScanNet-40)
