@@ -134,22 +134,27 @@ def semantic_inference(cls_logits: Tensor,
         (long).
     """
     probs = cls_logits.softmax(-1)[:, :-1]
-    if resize_to is not None:
+    if resize_to is None:
+        height, width = mask_logits.shape[-2:]
+
+        def logits_of(rows: slice) -> Tensor:
+            return mask_logits[:, rows]
+    else:
         row_matrix, col_matrix = resize_matrices(mask_logits.shape[-2:], *resize_to,
                                                  dtype=mask_logits.dtype,
                                                  device=mask_logits.device)
         # Resized along the width once ([Q, h, W0], a quarter of the full size at stride 4).
-        mask_logits = mask_logits @ col_matrix.T
-    height = row_matrix.shape[0] if resize_to is not None else mask_logits.shape[-2]
+        wide = mask_logits @ col_matrix.T
+        height, width = row_matrix.shape[0], col_matrix.shape[0]
+
+        def logits_of(rows: slice) -> Tensor:
+            return _resized_rows(row_matrix[rows], wide)
     step = max(height, 1) if with_scores else rows_per_chunk
-    labels = torch.empty((height, mask_logits.shape[-1]), dtype=torch.long,
-                         device=mask_logits.device)
+    labels = torch.empty((height, width), dtype=torch.long, device=mask_logits.device)
     score_chunks = []
     for top in range(0, height, step):
         rows = slice(top, top + step)
-        chunk = (mask_logits[:, rows] if resize_to is None else
-                 _resized_rows(row_matrix[rows], mask_logits))
-        scores = torch.einsum('qk,qhw->khw', probs, chunk.sigmoid())
+        scores = torch.einsum('qk,qhw->khw', probs, logits_of(rows).sigmoid())
         max_scores, labels[rows] = scores.max(0)
         if score_thr is not None:
             labels[rows].masked_fill_(max_scores <= score_thr, ignore_index)

@@ -416,10 +416,13 @@ class XDecoder(BaseDetector):
         return list(range(len(self._names(data_sample)[0])))
 
     @staticmethod
-    def _to_original(mask_logits: Tensor, data_sample: DetDataSample) -> Tensor:
+    def _resize_sizes(data_sample: DetDataSample) -> tuple:
+        """``(padded_hw, img_hw, ori_hw)`` of the sample, what mask logits are resized by."""
         meta = data_sample.metainfo
-        return postprocess.resize_to_original(mask_logits, meta['batch_input_shape'],
-                                              meta['img_shape'][:2], meta['ori_shape'][:2])
+        return meta['batch_input_shape'], meta['img_shape'][:2], meta['ori_shape'][:2]
+
+    def _to_original(self, mask_logits: Tensor, data_sample: DetDataSample) -> Tensor:
+        return postprocess.resize_to_original(mask_logits, *self._resize_sizes(data_sample))
 
     # ------------------------------------------------------------------ tasks
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
@@ -450,12 +453,10 @@ class XDecoder(BaseDetector):
 
     def _predict_semantic(self, pred: DecoderOutput, data_sample: DetDataSample) -> None:
         logits = self.class_logits(pred.class_embeds, self._vocabulary(data_sample))
-        meta = data_sample.metainfo
         # Resized to the original size a few rows at a time, never whole.
         _, labels = postprocess.semantic_inference(
             logits, pred.mask_logits, score_thr=self.test_cfg['semantic_score_thr'],
-            with_scores=False, resize_to=(meta['batch_input_shape'], meta['img_shape'][:2],
-                                          meta['ori_shape'][:2]))
+            with_scores=False, resize_to=self._resize_sizes(data_sample))
         # mmseg's samples and IoUMetric keep label maps under 'data', mmdet's under 'sem_seg'.
         key = 'data' if isinstance(data_sample, SegDataSample) else 'sem_seg'
         data_sample.pred_sem_seg = PixelData(**{key: labels[None]})
