@@ -4,7 +4,10 @@
 #   data/ade/ADEChallengeData2016/images/{training,validation}/*.jpg
 #   data/ade/ADEChallengeData2016/annotations/{training,validation}/*.png
 #   ./tools/dist_train.sh projects/XDecoder/configs/xdecoder-tiny_finetune_semseg_ade20k.py 8
-_base_ = './xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py'
+_base_ = [
+    './xdecoder-tiny_zeroshot_open-vocab-semseg_ade20k.py',
+    '_base_/schedules/xdecoder_finetune.py'
+]
 
 # Starts from the released open-vocabulary checkpoint (download: README.md, "Checkpoints").
 load_from = 'xdecoder_focalt_best_openseg.pt'
@@ -40,19 +43,9 @@ train_dataloader = dict(
         return_classes=True,
         pipeline=train_pipeline))
 
-# Mask2Former's optimiser: AdamW, backbone at 0.1x, no decay on norms and query embeddings.
-optim_wrapper = dict(
-    type='OptimWrapper',  # tools/train.py --amp switches it to AmpOptimWrapper
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
-    clip_grad=dict(max_norm=0.01, norm_type=2),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        custom_keys={
-            'backbone.': dict(lr_mult=0.1),
-            'query_feat': dict(decay_mult=0.0),
-            'query_embed': dict(decay_mult=0.0),
-            'level_embed': dict(decay_mult=0.0),
-        }))
+# The project's AdamW (_base_/schedules/xdecoder_finetune.py) with Mask2Former's gradient
+# clipping.
+optim_wrapper = dict(clip_grad=dict(max_norm=0.01, norm_type=2))
 
 max_iters = 160000  # 16 images per iteration (8 GPUs x 2), as mmseg's ADE20K 160k schedule
 param_scheduler = dict(type='PolyLR', eta_min=0, power=0.9, begin=0, end=max_iters,
@@ -65,5 +58,3 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3,
                     save_best='mIoU'))
 log_processor = dict(by_epoch=False)
-# Before the first step: the training dataset's class names are present and distinct.
-custom_hooks = [dict(type='TrainingClassNamesHook')]
