@@ -43,3 +43,4 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=50
 default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=500, save_best='retrieval/img2txt_R@1',
                     rule='greater'))
+log_processor = dict(by_epoch=False)
